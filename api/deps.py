@@ -1,0 +1,46 @@
+"""What handlers need, attached to the aiohttp application."""
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from api.auth import PROJECT
+from api.producer import Producer
+from api.waiter import TaskWaiter
+from memstream.settings import Settings
+from projections.store import Store
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: Settings
+    store: Store
+    producer: Producer
+    waiter: TaskWaiter
+
+
+DEPS = web.AppKey("deps", Deps)
+
+
+def deps(request: web.Request) -> Deps:
+    return request.app[DEPS]
+
+
+def project_of(request: web.Request) -> str:
+    return request[PROJECT]
+
+
+async def until_visible(check: Callable[[], Awaitable[bool]], timeout: float) -> bool:
+    """Read-your-writes for the few calls that promise it: poll the read model until ``check``."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        if await check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.2)

@@ -1,0 +1,94 @@
+"""Memobase's response envelope and the error convention the SDKs depend on.
+
+- success: HTTP 200 ``{"data": …, "errno": 0, "errmsg": ""}``
+- domain errors (not found, conflict, bad value, timeout, failed task): HTTP 200 with ``errno``
+  set — Memobase's SDK raises on ``errno`` and ``get_or_create_user`` relies on exactly that
+- missing/wrong token: HTTP 401; unparsable body or query: HTTP 422 naming the field
+- broker or ClickHouse unreachable: HTTP 503; anything unexpected: HTTP 500, no stack trace
+"""
+
+import json
+import logging
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from projections.store import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, errno: int, errmsg: str, http_status: int = 200, **extra: Any) -> None:
+        super().__init__(errmsg)
+        self.errno, self.errmsg, self.http_status, self.extra = errno, errmsg, http_status, extra
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, f"{what} not found")
+
+
+def invalid(errmsg: str) -> ApiError:
+    return ApiError(422, errmsg, http_status=422)
+
+
+def unavailable(errmsg: str) -> ApiError:
+    return ApiError(503, errmsg, http_status=503)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):  # ClickHouse hands back naive UTC times
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _dumps(body: dict[str, Any]) -> str:
+    return json.dumps(body, default=_default, ensure_ascii=False)
+
+
+def ok(data: Any = None, **extra: Any) -> web.Response:
+    return web.json_response({"data": data, "errno": 0, "errmsg": "", **extra}, dumps=_dumps)
+
+
+def error_response(exc: ApiError) -> web.Response:
+    body = {"data": None, "errno": exc.errno, "errmsg": exc.errmsg, **exc.extra}
+    return web.json_response(body, status=exc.http_status, dumps=_dumps)
+
+
+def describe_validation(exc: ValidationError, prefix: str = "") -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        field = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{prefix}{field}: {err['msg']}")
+    return "; ".join(parts)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc)
+    except ValidationError as exc:
+        return error_response(invalid(describe_validation(exc)))
+    except StoreUnavailable as exc:
+        log.warning("ClickHouse unavailable: %s", exc)
+        return error_response(unavailable("storage is unavailable, try again shortly"))
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_response(ApiError(413, f"request body too large: {exc.text}", http_status=413))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(ApiError(exc.status, exc.reason, http_status=exc.status))
+    except Exception:  # noqa: BLE001 - last resort: log it, never leak a stack trace
+        incident = uuid.uuid4().hex[:12]
+        log.exception("unhandled error %s on %s %s", incident, request.method, request.path)
+        return error_response(ApiError(500, f"internal error (incident {incident})", http_status=500))

@@ -1,0 +1,117 @@
+"""The ``memstream`` command: dev (everything local, one process), worker, api, migrate."""
+
+import argparse
+import asyncio
+import logging
+import secrets
+import signal
+import sys
+from pathlib import Path
+
+from memstream.settings import Settings
+from memstream.stack import Stack
+from projections.schema import migrate
+from projections.store import open_store
+from scripts.broker import LocalBroker
+
+log = logging.getLogger("memstream")
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def _root_token(settings: Settings, data_dir: Path) -> str:
+    """The configured root token, or one generated once and kept in the data dir."""
+    if settings.root_token:
+        return settings.root_token
+    token_file = data_dir / "root_token"
+    if not token_file.exists():
+        token_file.write_text(secrets.token_urlsafe(24))
+    return token_file.read_text().strip()
+
+
+async def dev(args: argparse.Namespace) -> None:
+    data_dir: Path = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    base = Settings()
+    broker_port = int(base.kafka_bootstrap.rsplit(":", 1)[1])
+    settings = base.model_copy(
+        update={
+            "host": args.host,
+            "port": args.port,
+            "root_token": _root_token(base, data_dir),
+            "kafka_bootstrap": f"127.0.0.1:{broker_port}",
+            "clickhouse_url": f"chdb://{data_dir / 'clickhouse'}",
+        }
+    )
+    broker = LocalBroker(data_dir / "broker", broker_port)
+    broker.start()
+    log.info("local broker (noida-db) on %s, data in %s", settings.kafka_bootstrap, broker.data_dir)
+    store = await open_store(settings.clickhouse_url, settings.clickhouse_database)
+    stack = Stack(settings, store)
+    try:
+        await stack.start()
+        log.info("kept across restarts: the event log (broker data dir), ClickHouse read models, buffers and "
+                 "profiles (Faust tables, restored from their changelog topics)")
+        print(f"\nMemstream is up at {stack.url}/api/v1   token: {settings.root_token}\n"
+              f"  try: curl -H 'Authorization: Bearer {settings.root_token}' {stack.url}/api/v1/healthcheck\n",
+              flush=True)
+        await _until_signalled()
+        log.info("stopping")
+    finally:
+        await stack.stop()
+        await store.close()
+        broker.stop()
+
+
+async def serve(worker: bool, api: bool) -> None:
+    settings = Settings()
+    store = await open_store(settings.clickhouse_url, settings.clickhouse_database)
+    stack = Stack(settings, store, worker=worker, api=api)
+    try:
+        await stack.start()
+        if api:
+            print(f"Memstream API at {stack.url}/api/v1", flush=True)
+        await _until_signalled()
+    finally:
+        await stack.stop()
+        await store.close()
+
+
+async def run_migrate() -> None:
+    settings = Settings()
+    store = await open_store(settings.clickhouse_url, settings.clickhouse_database)
+    try:
+        applied = await migrate(store)
+        print(f"schema up to date ({'applied ' + str(applied) if applied else 'nothing to apply'})")
+    finally:
+        await store.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="memstream", description="Long-term user memory over Kafka and ClickHouse.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    dev_cmd = commands.add_parser("dev", help="everything local in one process: broker, ClickHouse, worker, API")
+    dev_cmd.add_argument("--host", default="127.0.0.1")
+    dev_cmd.add_argument("--port", type=int, default=8019)
+    dev_cmd.add_argument("--data-dir", type=Path, default=Path(".memstream"))
+    commands.add_parser("worker", help="Faust agents and projection writer (external Kafka and ClickHouse)")
+    commands.add_parser("api", help="the HTTP API (external Kafka and ClickHouse)")
+    commands.add_parser("migrate", help="create or upgrade the ClickHouse schema")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("aiokafka", "faust", "mode"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.command == "dev":
+        asyncio.run(dev(args))
+    elif args.command == "worker":
+        asyncio.run(serve(worker=True, api=False))
+    elif args.command == "api":
+        asyncio.run(serve(worker=False, api=True))
+    else:
+        asyncio.run(run_migrate())

@@ -1,0 +1,77 @@
+"""ClickHouse schema as numbered migrations, applied in order and recorded (idempotent).
+
+Every read model is a ReplacingMergeTree keyed by deterministic ids with a ``version`` taken
+from the event's time (µs), so replaying a topic rewrites the same rows instead of adding
+new ones, and ``FINAL`` reads see the latest state. Rows are ordered by
+``(project_id, user_id, …)`` because every API read is for one user of one project.
+"""
+
+import logging
+
+from projections.store import Store
+
+log = logging.getLogger(__name__)
+
+TIME = "DateTime64(3, 'UTC')"
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "read models: users, blobs, buffer, profiles, events, tasks",
+        [
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.users (
+                project_id LowCardinality(String), user_id String, data String,
+                created_at {TIME}, updated_at {TIME}, version UInt64, is_deleted UInt8
+            ) ENGINE = ReplacingMergeTree(version, is_deleted) ORDER BY (project_id, user_id)""",
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.blobs (
+                project_id LowCardinality(String), user_id String, blob_id String,
+                blob_type LowCardinality(String), blob_data String, fields String,
+                created_at {TIME}, version UInt64, is_deleted UInt8
+            ) ENGINE = ReplacingMergeTree(version, is_deleted) ORDER BY (project_id, user_id, blob_id)""",
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.buffer (
+                project_id LowCardinality(String), user_id String, blob_id String,
+                blob_type LowCardinality(String), status LowCardinality(String),
+                updated_at {TIME}, version UInt64, is_deleted UInt8
+            ) ENGINE = ReplacingMergeTree(version, is_deleted) ORDER BY (project_id, user_id, blob_id)""",
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.profiles (
+                project_id LowCardinality(String), user_id String, profile_id UUID,
+                topic String, sub_topic String, content String,
+                created_at {TIME}, updated_at {TIME}, version UInt64, is_deleted UInt8
+            ) ENGINE = ReplacingMergeTree(version, is_deleted) ORDER BY (project_id, user_id, profile_id)""",
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.events (
+                project_id LowCardinality(String), user_id String, event_id UUID, event_data String,
+                created_at {TIME}, updated_at {TIME}, version UInt64, is_deleted UInt8
+            ) ENGINE = ReplacingMergeTree(version, is_deleted) ORDER BY (project_id, user_id, event_id)""",
+            # A task keeps one row per status it went through, so its start time survives its end.
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.tasks (
+                project_id LowCardinality(String), user_id String, task_id String,
+                status LowCardinality(String), error String, results String,
+                at {TIME}, version UInt64
+            ) ENGINE = ReplacingMergeTree(version) ORDER BY (project_id, task_id, status)""",
+        ],
+    ),
+]
+
+
+async def migrate(store: Store) -> list[int]:
+    """Create the database and apply missing migrations; returns the versions applied now."""
+    db = store.database
+    await store.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+    await store.command(
+        f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, name String, applied_at {TIME}) "
+        "ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    done = {row["version"] for row in await store.query(f"SELECT version FROM {db}.schema_migrations")}
+    applied = []
+    for version, name, statements in MIGRATIONS:
+        if version in done:
+            continue
+        for statement in statements:
+            await store.command(statement.format(db=db))
+        await store.command(
+            f"INSERT INTO {db}.schema_migrations VALUES ({{v:UInt32}}, {{n:String}}, now64(3))",
+            {"v": version, "n": name},
+        )
+        log.info("applied migration %d: %s", version, name)
+        applied.append(version)
+    return applied

@@ -1,0 +1,96 @@
+"""One store interface over embedded ClickHouse (chDB) and a ClickHouse server.
+
+``chdb:///path`` opens chDB in this process through clickhouse-connect's sync client, called
+from a thread (one process owns a chDB path, and its client is not thread-safe, hence the
+lock). Any other URL uses clickhouse-connect's async HTTP client, as against a real server.
+Callers only see ``query``/``command``/``insert`` and ``StoreUnavailable``.
+"""
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import clickhouse_connect
+from clickhouse_connect.driver.exceptions import OperationalError
+
+Row = dict[str, Any]
+
+
+class StoreUnavailable(Exception):
+    """ClickHouse cannot be reached right now; the caller should answer 503 or retry later."""
+
+
+class Store(Protocol):
+    database: str
+
+    async def query(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]: ...
+
+    async def command(self, sql: str, params: dict[str, Any] | None = None) -> None: ...
+
+    async def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class EmbeddedStore:
+    def __init__(self, path: Path, database: str) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.database = database
+        self._client = clickhouse_connect.get_client(dsn=f"chdb://{path.resolve()}")
+        self._lock = threading.Lock()
+
+    def _locked(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return fn(*args, **kwargs)
+
+    async def query(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
+        result = await asyncio.to_thread(self._locked, self._client.query, sql, parameters=params)
+        return list(result.named_results())
+
+    async def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        await asyncio.to_thread(self._locked, self._client.command, sql, parameters=params)
+
+    async def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
+        await asyncio.to_thread(self._locked, self._client.insert, table, rows, column_names=list(columns))
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._locked, self._client.close)
+
+
+class ServerStore:
+    def __init__(self, client: Any, database: str) -> None:
+        self.database = database
+        self._client = client
+
+    async def query(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
+        try:
+            result = await self._client.query(sql, parameters=params)
+        except OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return list(result.named_results())
+
+    async def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        try:
+            await self._client.command(sql, parameters=params)
+        except OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
+        try:
+            await self._client.insert(table, rows, column_names=list(columns))
+        except OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+async def open_store(url: str, database: str) -> Store:
+    if url.startswith("chdb://"):
+        return await asyncio.to_thread(EmbeddedStore, Path(url.removeprefix("chdb://")), database)
+    try:
+        client = await clickhouse_connect.get_async_client(dsn=url)
+    except OperationalError as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    return ServerStore(client, database)

@@ -1,0 +1,103 @@
+"""The projection writer: consumes the three Memstream topics and writes ClickHouse in batches.
+
+Offsets are committed only after a batch is written, and every write is idempotent
+(deterministic ids, ReplacingMergeTree), so a crash between the two replays a batch harmlessly.
+While ClickHouse is unreachable the writer keeps its position and retries with backoff.
+"""
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from pydantic import ValidationError
+
+from memstream.settings import Settings
+from projections.rows import COLUMNS, Insert, Op, Statement, ops_for
+from projections.store import Store
+from streams.events import decode
+
+log = logging.getLogger(__name__)
+
+
+async def apply_ops(store: Store, ops: list[Op]) -> None:
+    """Run ``ops`` in order, sending consecutive inserts as one insert per table."""
+    pending: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+
+    async def flush_pending() -> None:
+        for table, rows in pending.items():
+            await store.insert(f"{store.database}.{table}", rows, COLUMNS[table])
+        pending.clear()
+
+    for op in ops:
+        if isinstance(op, Insert):
+            pending[op.table].append(op.row)
+        elif isinstance(op, Statement):
+            await flush_pending()
+            await store.command(op.sql.replace("{db}", store.database), op.params)
+    await flush_pending()
+
+
+class ProjectionWriter:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self._settings = settings
+        self._store = store
+        self._consumer = AIOKafkaConsumer(
+            settings.topic_ingest,
+            settings.topic_flushes,
+            settings.topic_memory,
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=settings.projection_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(settings.broker_session_timeout * 1000),
+            rebalance_timeout_ms=int(settings.broker_rebalance_timeout * 1000),
+            heartbeat_interval_ms=1000,
+        )
+        self._task: asyncio.Task[None] | None = None
+        self.records_written = 0
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name="projection-writer")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(
+                timeout_ms=self._settings.projection_batch_wait_ms, max_records=self._settings.projection_batch_size
+            )
+            if not batch:
+                continue
+            ops: list[Op] = []
+            count = 0
+            for messages in batch.values():
+                for message in messages:
+                    count += 1
+                    try:
+                        ops.extend(ops_for(decode(message.value)))
+                    except ValidationError as exc:
+                        log.error("skipping undecodable record at %s:%d:%d: %s",
+                                  message.topic, message.partition, message.offset, exc)
+            await self._write_until_done(ops)
+            await self._consumer.commit()
+            self.records_written += count
+
+    async def _write_until_done(self, ops: list[Op]) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await apply_ops(self._store, ops)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any store failure means: keep the offsets, retry
+                log.warning("projection write failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
