@@ -26,8 +26,9 @@ async def apply_ops(store: Store, ops: list[Op]) -> None:
     pending: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
 
     async def flush_pending() -> None:
-        for table, rows in pending.items():
-            await store.insert(f"{store.database}.{table}", rows, COLUMNS[table])
+        # Task rows go last: a reader that sees a task finished also sees what the task wrote.
+        for table in sorted(pending, key=lambda name: name == "tasks"):
+            await store.insert(f"{store.database}.{table}", pending[table], COLUMNS[table])
         pending.clear()
 
     for op in ops:

@@ -5,14 +5,27 @@ import uuid
 from aiohttp import web
 
 from api import params
-from api.deps import deps, project_of, until_visible
+from api.deps import Deps, deps, project_of, until_visible
 from api.envelope import ApiError, not_found, ok
 from api.models import InsertBlobBody
 from api.waiter import within
 from projections.blobs import get_blob, list_blob_ids
+from projections.tasks import get_task
 from streams.events import BUFFERED_BLOB_TYPES, BlobDeleted, BlobInserted, TaskFinished, utc_now
 
 routes = web.RouteTableDef()
+
+
+async def finished_and_readable(d: Deps, project_id: str, finished: TaskFinished) -> list[dict]:
+    """Wait until the read models show the task's end, so a read after ``wait_process`` sees its results."""
+    task_id = finished.task_ids[-1]
+
+    async def projected() -> bool:
+        task = await get_task(d.store, project_id, task_id)
+        return task is not None and task["status"] == finished.status
+
+    await until_visible(projected, d.settings.read_your_writes_timeout)
+    return task_results(finished)
 
 
 def task_results(finished: TaskFinished) -> list[dict]:
@@ -48,7 +61,7 @@ async def insert_blob(request: web.Request) -> web.Response:
         if buffered.flush_id is None and buffered.blob_type in BUFFERED_BLOB_TYPES:
             return ok({**answer, "chat_results": []})
         finished = await within(expected.finished, timeout, record.task_id)
-    return ok({**answer, "chat_results": task_results(finished)})
+    return ok({**answer, "chat_results": await finished_and_readable(d, project, finished)})
 
 
 @routes.get("/api/v1/blobs/{user_id}/{blob_id}")

@@ -7,7 +7,7 @@ from aiohttp import web
 from api import params
 from api.deps import deps, project_of
 from api.envelope import invalid, ok
-from api.routes.blobs import task_results
+from api.routes.blobs import finished_and_readable
 from api.waiter import within
 from projections.buffer import STATUSES, blob_ids_with_status
 from streams.events import FlushRequested
@@ -28,7 +28,7 @@ async def flush_buffer(request: web.Request) -> web.Response:
     async with d.waiter.expect(record.task_id) as expected:
         await d.producer.send(d.settings.topic_ingest, record)
         finished = await within(expected.finished, timeout, record.task_id)
-    return ok(task_results(finished), task_id=record.task_id)
+    return ok(await finished_and_readable(d, project, finished), task_id=record.task_id)
 
 
 @routes.get("/api/v1/users/buffer/capacity/{user_id}/{blob_type}")

@@ -65,11 +65,13 @@ async def started(settings: Settings, store: Store) -> Stack:
 
 
 @pytest.fixture(scope="module")
-async def stack(make_settings: Callable[..., Settings], store: Store, request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
-    """The module's stack; a module can set ``STACK_SETTINGS`` (a dict, or a callable of the llm fixture)."""
+async def stack(
+    make_settings: Callable[..., Settings], store: Store, llm: ScriptedLLM, request: pytest.FixtureRequest
+) -> AsyncIterator[Stack]:
+    """The module's stack; a module can set ``STACK_SETTINGS`` (a dict, or a callable of the llm server)."""
     overrides = getattr(request.module, "STACK_SETTINGS", {})
     if callable(overrides):
-        overrides = overrides(request.getfixturevalue("llm"))
+        overrides = overrides(llm)
     stack = await started(make_settings(**overrides), store)
     yield stack
     await stack.stop()
