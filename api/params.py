@@ -48,26 +48,22 @@ def flag(request: web.Request, name: str, default: bool = False) -> bool:
 
 
 def integer(request: web.Request, name: str, default: int, low: int = 0, high: int = 1_000_000) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise invalid(f"{name}: '{raw}' is not an integer") from None
-    if not low <= value <= high:
-        raise invalid(f"{name}: {value} is outside {low}..{high}")
-    return value
+    return int(_bounded(request, name, default, low, high, int, "an integer"))
 
 
 def number(request: web.Request, name: str, default: float, low: float = 0.0, high: float = 3600.0) -> float:
+    return _bounded(request, name, default, low, high, float, "a number")
+
+
+def _bounded(request: web.Request, name: str, default: float, low: float, high: float,
+             cast: type[int] | type[float], kind: str) -> float:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = float(raw)
+        value = cast(raw)
     except ValueError:
-        raise invalid(f"{name}: '{raw}' is not a number") from None
+        raise invalid(f"{name}: '{raw}' is not {kind}") from None
     if not low <= value <= high:
         raise invalid(f"{name}: {value:g} is outside {low:g}..{high:g}")
     return value

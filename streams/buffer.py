@@ -34,10 +34,9 @@ from streams.events import (
     UserDeleted,
     decode,
     derived_id,
-    encode,
 )
 from streams.tokens import count_tokens
-from streams.topics import Topics, dead_letter_on_error
+from streams.topics import Topics, dead_letter_on_error, publish
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +59,6 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     buffers = app.Table("buffers", default=None, partitions=settings.topic_partitions)
     idle_requested: dict[str, str] = {}  # buffer key → idle task id already sent by this worker
 
-    async def send(topic: faust.TopicT, record: Record) -> None:
-        await topic.send(key=record.key, value=encode(record))
-
     async def finish(record: Record, blob_type: BlobType, task_ids: list[str], blob_ids: list[str], flush_id: str) -> None:
         done = TaskFinished(
             project_id=record.project_id,
@@ -74,7 +70,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             blob_ids=blob_ids,
             status="completed",
         )
-        await send(topics.memory, done)
+        await publish(topics.memory, done)
 
     async def flush(record: Record, key: str, state: State, flush_id: str, reason: str, extra_tasks: list[str]) -> None:
         blobs = [BufferedBlob.model_validate(b) for b in state["blobs"]]
@@ -90,12 +86,12 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         )
         buffers.pop(key, None)
         idle_requested.pop(key, None)
-        await send(topics.flushes, flushed)
+        await publish(topics.flushes, flushed)
 
     async def on_blob(record: BlobInserted, partition: int) -> None:
         if record.blob_type not in BUFFERED_BLOB_TYPES:
             # Stored only: nothing to extract, so its task is done as soon as it is accepted.
-            await send(topics.memory, _buffered(record, None))
+            await publish(topics.memory, _buffered(record, None))
             await finish(record, record.blob_type, [record.task_id], [record.blob_id], record.task_id)
             return
         key = buffer_key(record.project_id, record.user_id, record.blob_type)
@@ -116,11 +112,11 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         }
         if state["tokens"] >= settings.max_chat_blob_buffer_token_size:
             flush_id = derived_id("size", record.task_id)
-            await send(topics.memory, _buffered(record, flush_id))
+            await publish(topics.memory, _buffered(record, flush_id))
             await flush(record, key, state, flush_id, "size", [])
         else:
             buffers[key] = state
-            await send(topics.memory, _buffered(record, None))
+            await publish(topics.memory, _buffered(record, None))
 
     async def on_flush_request(record: FlushRequested) -> None:
         key = buffer_key(record.project_id, record.user_id, record.blob_type)
@@ -156,7 +152,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 ids = [b["task_id"] for b in state["blobs"]]
                 flush_id = derived_id("user-deleted", record.event_id)
                 await finish(record, blob_type, ids, [b["blob_id"] for b in state["blobs"]], flush_id)
-        await send(topics.flushes, record)  # the extractor forgets the profile too
+        await publish(topics.flushes, record)  # the extractor forgets the profile too
 
     async def handle(raw: bytes, partition: int) -> None:
         record = decode(raw)
@@ -198,7 +194,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
                 reason="idle",
             )
             log.info("buffer %s idle for %.0fs: requesting a flush", key, now - state["last_at"])
-            await send(topics.ingest, request)
+            await publish(topics.ingest, request)
 
 
 def _buffered(record: BlobInserted, flush_id: str | None) -> BlobBuffered:

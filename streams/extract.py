@@ -22,16 +22,14 @@ from streams.events import (
     EventRecorded,
     ProfileDelta,
     ProfileSlotChanged,
-    Record,
     TaskFinished,
     UserDeleted,
     decode,
     derived_id,
-    encode,
 )
 from streams.extraction import Extraction, ExtractionFailed, Extractor
 from streams.profile import Profile, apply, from_json, slot_id, slot_key, to_json
-from streams.topics import Topics, dead_letter_on_error
+from streams.topics import Topics, dead_letter_on_error, publish
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +93,6 @@ def summarize(changes: list[ProfileSlotChanged], event_id: str) -> ChatModalResp
 def register(app: faust.App, topics: Topics, settings: Settings, extractor: Extractor) -> None:
     profiles = app.Table("profiles", default=None, partitions=settings.topic_partitions)
 
-    async def send(topic: faust.TopicT, record: Record) -> None:
-        await topic.send(key=record.key, value=encode(record))
-
     async def extract_with_retries(flushed: BufferFlushed, profile: Profile) -> Extraction:
         delay = settings.llm_backoff
         for attempt in range(1, settings.llm_max_attempts + 1):
@@ -112,7 +107,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, extractor: Extr
         raise AssertionError("unreachable: the loop returns or raises")
 
     async def end_task(flushed: BufferFlushed, **outcome: object) -> None:
-        await send(
+        await publish(
             topics.memory,
             TaskFinished(
                 project_id=flushed.project_id,
@@ -138,7 +133,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, extractor: Extr
         changes = plan_changes(flushed, extraction, profile)
         for change in changes:
             profile = apply(profile, change)
-            await send(topics.memory, change)
+            await publish(topics.memory, change)
         event_id = derived_id(flushed.flush_id, "event")
         event = EventRecorded(
             project_id=flushed.project_id,
@@ -156,7 +151,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, extractor: Extr
                 event_tags=extraction.event_tags or None,
             ),
         )
-        await send(topics.memory, event)
+        await publish(topics.memory, event)
         profiles[flushed.key.decode()] = to_json(profile)
         await end_task(flushed, status="completed", results=[summarize(changes, event_id)])
 

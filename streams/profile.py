@@ -40,7 +40,6 @@ def apply(profile: Profile, change: ProfileSlotChanged) -> Profile:
     if change.op == "delete":
         result.pop(key, None)
         return result
-    previous = profile.get(key)
     result[key] = Slot(
         profile_id=change.profile_id,
         topic=change.topic,

@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from memstream.settings import Settings
+from streams.events import Record, encode
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,11 @@ class Topics:
     flushes: faust.TopicT
     memory: faust.TopicT
     dead_letter: faust.TopicT
+
+
+async def publish(topic: faust.TopicT, record: Record) -> None:
+    """Send a record keyed by its user, so it lands in that user's partition."""
+    await topic.send(key=record.key, value=encode(record))
 
 
 def topic_names(settings: Settings) -> list[str]:
