@@ -89,3 +89,16 @@ async def test_delete_blob(api: Api) -> None:
     await api.ok("DELETE", f"/blobs/{user}/{blob_id}")
     status, body = await api.call("GET", f"/blobs/{user}/{blob_id}")
     assert body["errno"] == 404
+
+
+async def test_task_status_memos_form(api: Api) -> None:
+    task_id = (await api.ok("POST", f"/blobs/insert/{new_user()}", json={"blob_type": "doc", "blob_data": {"content": "x"}}))["task_id"]
+
+    async def completed():
+        status, body = await api.call("POST", "/get/status", json={"task_id": task_id})
+        return body["errno"] == 0 and body["data"]["status"] == "completed"
+    await eventually(completed, what="doc task completed")
+    status, body = await api.call("POST", "/get/status", json={})
+    assert (status, body["errno"]) == (422, 422) and "task_id" in body["errmsg"]
+    status, body = await api.call("POST", "/get/status", json={"task_id": "missing"})
+    assert (status, body["errno"]) == (200, 404)
