@@ -2,7 +2,7 @@
 
 import json
 import uuid
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -11,6 +11,7 @@ from api.envelope import describe_validation, invalid
 from streams.events import BlobType
 
 M = TypeVar("M", bound=BaseModel)
+N = TypeVar("N", int, float)
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -48,15 +49,14 @@ def flag(request: web.Request, name: str, default: bool = False) -> bool:
 
 
 def integer(request: web.Request, name: str, default: int, low: int = 0, high: int = 1_000_000) -> int:
-    return int(_bounded(request, name, default, low, high, int, "an integer"))
+    return _bounded(request, name, default, low, high, int, "an integer")
 
 
 def number(request: web.Request, name: str, default: float, low: float = 0.0, high: float = 3600.0) -> float:
     return _bounded(request, name, default, low, high, float, "a number")
 
 
-def _bounded(request: web.Request, name: str, default: float, low: float, high: float,
-             cast: type[int] | type[float], kind: str) -> float:
+def _bounded(request: web.Request, name: str, default: N, low: N, high: N, cast: Callable[[str], N], kind: str) -> N:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default

@@ -5,34 +5,15 @@ import uuid
 from aiohttp import web
 
 from api import params
-from api.deps import Deps, deps, project_of, until_visible
-from api.envelope import ApiError, not_found, ok
+from api.deps import deps, project_of, until_visible
+from api.envelope import not_found, ok
 from api.models import InsertBlobBody
+from api.outcomes import task_outcome
 from api.waiter import within
 from projections.blobs import get_blob, list_blob_ids
-from projections.tasks import get_task
-from streams.events import BUFFERED_BLOB_TYPES, BlobDeleted, BlobInserted, TaskFinished, utc_now
+from streams.events import BUFFERED_BLOB_TYPES, BlobDeleted, BlobInserted, utc_now
 
 routes = web.RouteTableDef()
-
-
-async def finished_and_readable(d: Deps, project_id: str, finished: TaskFinished) -> list[dict]:
-    """Wait until the read models show the task's end, so a read after ``wait_process`` sees its results."""
-    task_id = finished.task_ids[-1]
-
-    async def projected() -> bool:
-        task = await get_task(d.store, project_id, task_id)
-        return task is not None and task["status"] == finished.status
-
-    await until_visible(projected, d.settings.read_your_writes_timeout)
-    return task_results(finished)
-
-
-def task_results(finished: TaskFinished) -> list[dict]:
-    """The task's ``ChatModalResponse`` list, or errno 500 naming the task when extraction failed."""
-    if finished.status == "failed":
-        raise ApiError(500, f"processing failed: {finished.error}", task_id=finished.task_ids[-1])
-    return [r.model_dump() for r in finished.results]
 
 
 @routes.post("/api/v1/blobs/insert/{user_id}")
@@ -60,8 +41,8 @@ async def insert_blob(request: web.Request) -> web.Response:
         buffered = await within(expected.buffered, timeout, record.task_id)
         if buffered.flush_id is None and buffered.blob_type in BUFFERED_BLOB_TYPES:
             return ok({**answer, "chat_results": []})
-        finished = await within(expected.finished, timeout, record.task_id)
-    return ok({**answer, "chat_results": await finished_and_readable(d, project, finished)})
+        results = await task_outcome(d, project, record.task_id, expected.finished, timeout)
+    return ok({**answer, "chat_results": results})
 
 
 @routes.get("/api/v1/blobs/{user_id}/{blob_id}")

@@ -7,8 +7,7 @@ from aiohttp import web
 from api import params
 from api.deps import deps, project_of
 from api.envelope import invalid, ok
-from api.routes.blobs import finished_and_readable
-from api.waiter import within
+from api.outcomes import task_outcome
 from projections.buffer import STATUSES, blob_ids_with_status
 from streams.events import FlushRequested
 
@@ -27,8 +26,8 @@ async def flush_buffer(request: web.Request) -> web.Response:
         return ok([], task_id=record.task_id)
     async with d.waiter.expect(record.task_id) as expected:
         await d.producer.send(d.settings.topic_ingest, record)
-        finished = await within(expected.finished, timeout, record.task_id)
-    return ok(await finished_and_readable(d, project, finished), task_id=record.task_id)
+        results = await task_outcome(d, project, record.task_id, expected.finished, timeout)
+    return ok(results, task_id=record.task_id)
 
 
 @routes.get("/api/v1/users/buffer/capacity/{user_id}/{blob_type}")
