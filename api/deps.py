@@ -12,6 +12,7 @@ from api.producer import Producer
 from api.waiter import TaskWaiter
 from memstream.settings import Settings
 from projections.store import Store
+from streams.embeddings import Embedder
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class Deps:
     store: Store
     producer: Producer
     waiter: TaskWaiter
+    embedder: Embedder | None  # None: search ranks by words
 
 
 DEPS = web.AppKey("deps", Deps)

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     topic_flushes: str = Field("memstream.flushes", description="Flushed buffers waiting for extraction.")
     topic_memory: str = Field("memstream.memory", description="Memory events: profile slots, events, task ends.")
     topic_dead_letter: str = Field("memstream.dead-letter", description="Flushes whose extraction failed for good.")
+    topic_projects: str = Field("memstream.projects", description="Project-level records (profile config), read whole by every process.")
     topic_partitions: int = Field(4, ge=1, description="Partitions of every Memstream topic (created when missing).")
     topic_replication: int = Field(1, ge=1, description="Replication factor for topics Memstream creates.")
     app_id: str = Field("memstream", description="Faust application id (consumer group and changelog prefix).")
@@ -51,6 +52,11 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(60.0, description="Seconds one LLM call may take.")
     llm_max_attempts: int = Field(3, ge=1, description="Attempts per flush before it goes to the dead-letter topic.")
     llm_backoff: float = Field(1.0, ge=0, description="First retry delay in seconds; doubles each attempt.")
+    embedding_base_url: str | None = Field(
+        None, description="OpenAI-compatible embeddings endpoint; unset → event search ranks by words (lexical)."
+    )
+    embedding_api_key: str = Field("none", description="API key for the embeddings endpoint.")
+    embedding_model: str = Field("text-embedding-3-small", description="Embedding model for events and search queries.")
 
     # --- API -------------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="API bind address.")

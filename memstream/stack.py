@@ -19,9 +19,11 @@ from projections.schema import migrate
 from projections.store import Store
 from projections.writer import ProjectionWriter
 from streams.app import build_app
+from streams.embeddings import Embedder, make_embedder
 from streams.extraction import Extractor
 from streams.llm import LLMExtractor
 from streams.offline import OfflineExtractor
+from streams.projects import ProjectDirectory
 from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ class Stack:
         self._runner: web.AppRunner | None = None
         self._producer: Producer | None = None
         self._waiter: TaskWaiter | None = None
+        self._directory: ProjectDirectory | None = None
+        self.embedder: Embedder | None = make_embedder(settings)
 
     @property
     def url(self) -> str:
@@ -58,7 +62,9 @@ class Stack:
             await self._start_api()
 
     async def start_worker(self) -> None:
-        self.faust_app = build_app(self.settings, make_extractor(self.settings))
+        self._directory = ProjectDirectory(self.settings.kafka_bootstrap, self.settings.topic_projects)
+        await self._directory.start()
+        self.faust_app = build_app(self.settings, make_extractor(self.settings), self.embedder, self._directory)
         await self.faust_app.start()
         self.writer = ProjectionWriter(self.settings, self.store)
         await self.writer.start()
@@ -70,13 +76,16 @@ class Stack:
         if self.faust_app:
             await self.faust_app.stop()
             self.faust_app = None
+        if self._directory:
+            await self._directory.stop()
+            self._directory = None
 
     async def _start_api(self) -> None:
         self._producer = Producer(self.settings.kafka_bootstrap, self.settings.produce_timeout)
         await self._producer.start()
         self._waiter = TaskWaiter(self.settings.kafka_bootstrap, self.settings.topic_memory)
         await self._waiter.start()
-        app = create_app(Deps(self.settings, self.store, self._producer, self._waiter))
+        app = create_app(Deps(self.settings, self.store, self._producer, self._waiter, self.embedder))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.settings.host, self.settings.port).start()

@@ -15,10 +15,16 @@ from streams.events import (
     BlobDeleted,
     BlobInserted,
     BufferFlushed,
+    EventData,
+    EventDeleted,
+    EventEdited,
     EventRecorded,
     FlushRequested,
+    ProfileEdited,
     ProfileSlotChanged,
+    ProjectConfigSet,
     TaskFinished,
+    UsageRecorded,
     UserCreated,
     UserDeleted,
     UserUpdated,
@@ -32,10 +38,26 @@ COLUMNS: dict[str, list[str]] = {
         "project_id", "user_id", "profile_id", "topic", "sub_topic", "content",
         "created_at", "updated_at", "version", "is_deleted",
     ],
-    "events": ["project_id", "user_id", "event_id", "event_data", "created_at", "updated_at", "version", "is_deleted"],
+    "events": [
+        "project_id", "user_id", "event_id", "event_data", "event_tip", "tags", "tag_pairs", "embedding",
+        "created_at", "updated_at", "version", "is_deleted",
+    ],
+    "event_gists": [
+        "project_id", "user_id", "gist_id", "event_id", "content", "embedding",
+        "created_at", "updated_at", "version", "is_deleted",
+    ],
+    "profile_history": [
+        "project_id", "user_id", "profile_id", "change_id", "op", "topic", "sub_topic", "content",
+        "source", "source_id", "at", "version",
+    ],
+    "usage": [
+        "project_id", "user_id", "usage_id", "day", "model", "calls", "input_tokens", "output_tokens", "at", "version",
+    ],
+    "project_configs": ["project_id", "config_yaml", "updated_at", "version"],
     "tasks": ["project_id", "user_id", "task_id", "status", "error", "results", "at", "version"],
 }
-USER_TABLES = ("blobs", "buffer", "profiles", "events", "tasks")
+# What deleting a user erases (usage rows stay: they hold no content and are the project's bill).
+USER_TABLES = ("blobs", "buffer", "profiles", "profile_history", "events", "event_gists", "tasks")
 
 
 @dataclass(frozen=True)
@@ -59,6 +81,20 @@ def version_of(at: datetime) -> int:
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _event_row(p: str, u: str, event_id: str, data: EventData, embedding: list[float] | None,
+               created: datetime, at: datetime, v: int, deleted: int) -> tuple[Any, ...]:
+    tags = data.event_tags or []
+    return (
+        p, u, event_id, data.model_dump_json(), data.event_tip or "",
+        [t.tag for t in tags], [f"{t.tag}={t.value}" for t in tags], embedding or [],
+        created, at, v, deleted,
+    )
+
+
+def _retired_gists(p: str, u: str, event_id: str, gist_ids: list[str], at: datetime, v: int) -> list[Op]:
+    return [Insert("event_gists", (p, u, g, event_id, "", [], at, at, v, 1)) for g in gist_ids]
 
 
 def ops_for(record: AnyRecord) -> list[Op]:
@@ -105,9 +141,31 @@ def ops_for(record: AnyRecord) -> list[Op]:
             deleted = 1 if record.op == "delete" else 0
             created = record.created_at or at
             row = (p, u, record.profile_id, record.topic, record.sub_topic, record.content, created, at, v, deleted)
-            return [Insert("profiles", row)]
+            history = (
+                p, u, record.profile_id, record.event_id, record.op, record.topic, record.sub_topic, record.content,
+                record.source, record.source_id, at, v,
+            )
+            return [Insert("profiles", row), Insert("profile_history", history)]
         case EventRecorded():
-            return [Insert("events", (p, u, record.user_event_id, record.event_data.model_dump_json(), at, at, v, 0))]
+            e = record.user_event_id
+            created = record.created_at or at
+            ops = [Insert("events", _event_row(p, u, e, record.event_data, record.embedding, created, at, v, 0))]
+            ops += [
+                Insert("event_gists", (p, u, g.gist_id, e, g.content, g.embedding or [], created, at, v, 0))
+                for g in record.gists
+            ]
+            return ops + _retired_gists(p, u, e, record.retired_gist_ids, at, v)
+        case EventDeleted():
+            e = record.user_event_id
+            ops = [Insert("events", _event_row(p, u, e, EventData(), None, at, at, v, 1))]
+            return ops + _retired_gists(p, u, e, record.gist_ids, at, v)
+        case ProfileEdited() | EventEdited():
+            return []  # commands for the extract agent; their effects arrive as memory records
+        case UsageRecorded():
+            row = (p, u, record.event_id, at.date(), record.model, record.calls, record.input_tokens, record.output_tokens, at, v)
+            return [Insert("usage", row)]
+        case ProjectConfigSet():
+            return [Insert("project_configs", (p, record.config_yaml, at, v))]
         case TaskFinished():
             status = "done" if record.status == "completed" else "failed"
             results = _json([r.model_dump() for r in record.results])

@@ -50,6 +50,37 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             ) ENGINE = ReplacingMergeTree(version) ORDER BY (project_id, task_id, status)""",
         ],
     ),
+    (
+        2,
+        "memory surface: event search columns, gists, profile history, usage, project configs",
+        [
+            # Tags and the tip are copied out of event_data so tag search and lexical ranking are plain
+            # column reads; the embedding is empty when no embedder is configured.
+            "ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS event_tip String AFTER event_data",
+            "ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS tags Array(String) AFTER event_tip",
+            "ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS tag_pairs Array(String) AFTER tags",
+            "ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS embedding Array(Float32) AFTER tag_pairs",
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.event_gists (
+                project_id LowCardinality(String), user_id String, gist_id UUID, event_id UUID,
+                content String, embedding Array(Float32),
+                created_at {TIME}, updated_at {TIME}, version UInt64, is_deleted UInt8
+            ) ENGINE = ReplacingMergeTree(version, is_deleted) ORDER BY (project_id, user_id, gist_id)""",
+            # One row per change of a slot, never replaced: the slot's history.
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.profile_history (
+                project_id LowCardinality(String), user_id String, profile_id UUID, change_id String,
+                op LowCardinality(String), topic String, sub_topic String, content String,
+                source LowCardinality(String), source_id String, at {TIME}, version UInt64
+            ) ENGINE = ReplacingMergeTree(version) ORDER BY (project_id, user_id, profile_id, change_id)""",
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.usage (
+                project_id LowCardinality(String), user_id String, usage_id String, day Date,
+                model LowCardinality(String), calls UInt32, input_tokens UInt64, output_tokens UInt64,
+                at {TIME}, version UInt64
+            ) ENGINE = ReplacingMergeTree(version) ORDER BY (project_id, day, usage_id)""",
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.project_configs (
+                project_id LowCardinality(String), config_yaml String, updated_at {TIME}, version UInt64
+            ) ENGINE = ReplacingMergeTree(version) ORDER BY project_id""",
+        ],
+    ),
 ]
 
 

@@ -1,4 +1,4 @@
-"""The projection writer: consumes the three Memstream topics and writes ClickHouse in batches.
+"""The projection writer: consumes the Memstream topics (all but dead letters) and writes ClickHouse in batches.
 
 Offsets are committed only after a batch is written, and every write is idempotent
 (deterministic ids, ReplacingMergeTree), so a crash between the two replays a batch harmlessly.
@@ -48,6 +48,7 @@ class ProjectionWriter:
             settings.topic_ingest,
             settings.topic_flushes,
             settings.topic_memory,
+            settings.topic_projects,
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=settings.projection_group,
             enable_auto_commit=False,

@@ -11,14 +11,18 @@ import faust
 
 from memstream.settings import Settings
 from streams import buffer, extract
+from streams.embeddings import Embedder
 from streams.extraction import Extractor
+from streams.projects import ProjectDirectory
 from streams.topics import Topics
 
 def _topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
     return app.topic(name, partitions=partitions, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
-def build_app(settings: Settings, extractor: Extractor) -> faust.App:
+def build_app(
+    settings: Settings, extractor: Extractor, embedder: Embedder | None, directory: ProjectDirectory
+) -> faust.App:
     brokers = ";".join(f"kafka://{host}" for host in settings.kafka_bootstrap.split(","))
     app = faust.App(
         settings.app_id,
@@ -41,7 +45,8 @@ def build_app(settings: Settings, extractor: Extractor) -> faust.App:
         flushes=_topic(app, settings.topic_flushes, n),
         memory=_topic(app, settings.topic_memory, n),
         dead_letter=_topic(app, settings.topic_dead_letter, n),
+        projects=_topic(app, settings.topic_projects, n),
     )
     buffer.register(app, topics, settings)
-    extract.register(app, topics, settings, extractor)
+    extract.register(app, topics, settings, extractor, embedder, directory)
     return app

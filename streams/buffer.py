@@ -28,7 +28,9 @@ from streams.events import (
     BufferedBlob,
     BufferFlushed,
     ChatMessage,
+    EventEdited,
     FlushRequested,
+    ProfileEdited,
     Record,
     TaskFinished,
     UserDeleted,
@@ -164,6 +166,8 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             await on_blob_deleted(record)
         elif isinstance(record, UserDeleted):
             await on_user_deleted(record)
+        elif isinstance(record, (ProfileEdited, EventEdited)):
+            await publish(topics.flushes, record)  # the extract agent owns profiles and event rewrites
 
     @app.agent(topics.ingest, name="buffer")
     async def buffer_agent(stream: faust.StreamT) -> None:

@@ -7,8 +7,11 @@ records about one user land in one partition, in order.
 Topics and what they carry:
 
     memstream.ingest   UserCreated UserUpdated UserDeleted BlobInserted BlobDeleted FlushRequested
-    memstream.flushes  BufferFlushed UserDeleted (forwarded, so the extractor forgets the user)
-    memstream.memory   BlobBuffered ProfileSlotChanged EventRecorded TaskFinished
+                       ProfileEdited EventEdited EventDeleted
+    memstream.flushes  BufferFlushed, and forwarded from ingest: UserDeleted ProfileEdited EventEdited
+                       (everything that changes the extractor's per-user state goes through it)
+    memstream.memory   BlobBuffered ProfileSlotChanged EventRecorded TaskFinished UsageRecorded
+    memstream.projects ProjectConfigSet (project-level: ``user_id`` is empty, key ``project:``)
 
 Records derived from another record get ids derived from it (``derived_id``), so processing
 a record twice produces the same ids and the projections stay idempotent.
@@ -132,11 +135,53 @@ class BlobDeleted(Record):
     blob_id: str
 
 
+class ProfileEdited(Record):
+    """A manual change of one slot (Memobase's profile POST/PUT/DELETE).
+
+    ``add`` targets ``topic::sub_topic``; ``update``/``delete`` target ``profile_id``, and an
+    update that names another topic/sub_topic moves the slot there.
+    """
+
+    kind: Literal["profile_edited"] = "profile_edited"
+    op: Literal["add", "update", "delete"]
+    profile_id: str | None = None
+    topic: str = ""
+    sub_topic: str = ""
+    content: str = ""
+
+
+class EventEdited(Record):
+    """A manual rewrite of an event: ``event_data`` is the merged result, computed by the API."""
+
+    kind: Literal["event_edited"] = "event_edited"
+    user_event_id: str
+    event_data: EventData
+    created_at: datetime
+    gist_ids: list[str] = []  # the event's current gists, retired by the rewrite
+
+
+class EventDeleted(Record):
+    kind: Literal["event_deleted"] = "event_deleted"
+    user_event_id: str
+    gist_ids: list[str] = []
+
+
 class FlushRequested(Record):
     kind: Literal["flush_requested"] = "flush_requested"
     blob_type: BlobType
     task_id: str
     reason: Literal["request", "idle"] = "request"
+
+
+# --- projects ------------------------------------------------------------------------------
+
+
+class ProjectConfigSet(Record):
+    """A project's profile config, as the YAML text the user posted (parsed by ``streams.project_config``)."""
+
+    kind: Literal["project_config_set"] = "project_config_set"
+    user_id: str = ""
+    config_yaml: str
 
 
 # --- flushes -------------------------------------------------------------------------------
@@ -181,15 +226,45 @@ class ProfileSlotChanged(Record):
     topic: str
     sub_topic: str
     content: str
-    source_id: str  # the flush (or manual edit) that made the change
+    source_id: str  # the flush id, or the ``event_id`` of the ProfileEdited that made the change
+    source: Literal["flush", "manual"] = "flush"
     created_at: datetime | None = None  # when the slot was first filled; None: by this change
 
 
+class EventGist(BaseModel):
+    """One searchable line of an event, with its embedding (None when no embedder is configured)."""
+
+    model_config = ConfigDict(frozen=True)
+    gist_id: str
+    content: str
+    embedding: list[float] | None = None
+
+
 class EventRecorded(Record):
+    """An event of the timeline, new (from a flush) or rewritten (by an ``EventEdited``).
+
+    Embeddings travel in the record, so a replay rebuilds search without calling the endpoint.
+    """
+
     kind: Literal["event_recorded"] = "event_recorded"
     user_event_id: str
-    flush_id: str
+    flush_id: str  # the flush, or the EventEdited's event_id
     event_data: EventData
+    embedding: list[float] | None = None
+    gists: list[EventGist] = []
+    retired_gist_ids: list[str] = []  # gists of the previous version that this one drops
+    created_at: datetime | None = None  # first recorded at; None: by this record
+
+
+class UsageRecorded(Record):
+    """LLM tokens spent on one flush (or edit), from the endpoint's ``usage``."""
+
+    kind: Literal["usage_recorded"] = "usage_recorded"
+    source_id: str
+    model: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
 
 
 class TaskFinished(Record):
@@ -211,11 +286,16 @@ AnyRecord = Annotated[
         BlobInserted,
         BlobDeleted,
         FlushRequested,
+        ProfileEdited,
+        EventEdited,
+        EventDeleted,
+        ProjectConfigSet,
         BufferFlushed,
         BlobBuffered,
         ProfileSlotChanged,
         EventRecorded,
         TaskFinished,
+        UsageRecorded,
     ],
     Field(discriminator="kind"),
 ]

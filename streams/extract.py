@@ -27,8 +27,10 @@ from streams.events import (
     decode,
     derived_id,
 )
+from streams.embeddings import Embedder
 from streams.extraction import Extraction, ExtractionFailed, Extractor
 from streams.profile import Profile, apply, from_json, slot_id, slot_key, to_json
+from streams.projects import ProjectDirectory
 from streams.topics import Topics, dead_letter_on_error, publish
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,14 @@ def summarize(changes: list[ProfileSlotChanged], event_id: str) -> ChatModalResp
     )
 
 
-def register(app: faust.App, topics: Topics, settings: Settings, extractor: Extractor) -> None:
+def register(
+    app: faust.App,
+    topics: Topics,
+    settings: Settings,
+    extractor: Extractor,
+    embedder: Embedder | None,
+    directory: ProjectDirectory,
+) -> None:
     profiles = app.Table("profiles", default=None, partitions=settings.topic_partitions)
 
     async def extract_with_retries(flushed: BufferFlushed, profile: Profile) -> Extraction:

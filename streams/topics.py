@@ -31,6 +31,7 @@ class Topics:
     flushes: faust.TopicT
     memory: faust.TopicT
     dead_letter: faust.TopicT
+    projects: faust.TopicT
 
 
 async def publish(topic: faust.TopicT, record: Record) -> None:
@@ -39,7 +40,10 @@ async def publish(topic: faust.TopicT, record: Record) -> None:
 
 
 def topic_names(settings: Settings) -> list[str]:
-    return [settings.topic_ingest, settings.topic_flushes, settings.topic_memory, settings.topic_dead_letter]
+    return [
+        settings.topic_ingest, settings.topic_flushes, settings.topic_memory,
+        settings.topic_dead_letter, settings.topic_projects,
+    ]
 
 
 async def ensure_topics(settings: Settings) -> None:

@@ -41,6 +41,7 @@ def make_settings(broker: LocalBroker) -> Callable[..., Settings]:
         names = {
             "topic_ingest": f"t{n}.ingest", "topic_flushes": f"t{n}.flushes",
             "topic_memory": f"t{n}.memory", "topic_dead_letter": f"t{n}.dead-letter",
+            "topic_projects": f"t{n}.projects",
             "app_id": f"memstream-t{n}", "projection_group": f"projections-t{n}",
         }
         base = {"kafka_bootstrap": broker.bootstrap, "root_token": TOKEN, "port": free_port(),

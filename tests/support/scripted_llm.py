@@ -1,6 +1,10 @@
-"""A scripted OpenAI-compatible server on loopback: answers chat completions from a queue."""
+"""A scripted OpenAI-compatible server on loopback: answers chat completions from a queue, and
+embeddings with a deterministic bag-of-words vector (texts sharing words are close)."""
 
+import hashlib
 import json
+import math
+import re
 from typing import Any
 
 from aiohttp import web
@@ -12,6 +16,7 @@ class ScriptedLLM:
     def __init__(self) -> None:
         self.replies: list[str | int] = []
         self.requests: list[dict[str, Any]] = []
+        self.embedding_requests: list[dict[str, Any]] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -33,9 +38,19 @@ class ScriptedLLM:
             "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
         })
 
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.embedding_requests.append(body)
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [{"object": "embedding", "index": i, "embedding": embed(t)} for i, t in enumerate(texts)]
+        tokens = sum(len(t.split()) for t in texts)
+        return web.json_response({"object": "list", "data": data, "model": body.get("model", "scripted"),
+                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -45,3 +60,15 @@ class ScriptedLLM:
     async def stop(self) -> None:
         if self._runner:
             await self._runner.cleanup()
+
+
+DIMENSIONS = 64
+
+
+def embed(text: str) -> list[float]:
+    """A unit vector with one hashed dimension per lowercase word of ``text``."""
+    vector = [0.0] * DIMENSIONS
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        vector[int(hashlib.md5(word.encode()).hexdigest(), 16) % DIMENSIONS] += 1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]

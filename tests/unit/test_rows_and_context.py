@@ -31,7 +31,7 @@ def test_task_finished_marks_every_task_and_blob() -> None:
 def test_user_deleted_purges_every_user_table() -> None:
     ops = ops_for(UserDeleted(project_id="p", user_id="u", occurred_at=AT))
     purged = [op.sql.split("{db}.")[1].split()[0] for op in ops if isinstance(op, Statement)]
-    assert purged == ["blobs", "buffer", "profiles", "events", "tasks"]
+    assert purged == ["blobs", "buffer", "profiles", "profile_history", "events", "event_gists", "tasks"]
 
 
 def test_context_never_exceeds_its_budget_and_keeps_profile_first() -> None:
