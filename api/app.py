@@ -5,7 +5,7 @@ from aiohttp import web
 from api.auth import auth_middleware
 from api.deps import DEPS, Deps
 from api.envelope import envelope_middleware
-from api.routes import blobs, buffer, context, events, health, profiles, project, tasks, users
+from api.routes import blobs, buffer, context, events, health, imports, profiles, project, tasks, users
 
 
 def create_app(deps: Deps) -> web.Application:
@@ -17,6 +17,6 @@ def create_app(deps: Deps) -> web.Application:
         client_max_size=settings.max_body_bytes,
     )
     app[DEPS] = deps
-    for module in (health, users, blobs, buffer, profiles, events, context, project, tasks):
+    for module in (health, users, blobs, buffer, imports, profiles, events, context, project, tasks):
         app.add_routes(module.routes)
     return app
