@@ -6,14 +6,15 @@ from api.auth import auth_middleware
 from api.deps import DEPS, Deps
 from api.envelope import envelope_middleware
 from api.routes import blobs, buffer, context, events, health, imports, profiles, project, tasks, users
+from streams.projects import ProjectDirectory
 
 
-def create_app(deps: Deps) -> web.Application:
+def create_app(deps: Deps, directory: ProjectDirectory) -> web.Application:
     settings = deps.settings
     if not settings.root_token:
         raise ValueError("MEMSTREAM_ROOT_TOKEN must be set for the API")
     app = web.Application(
-        middlewares=[envelope_middleware, auth_middleware(settings.root_token, settings.default_project)],
+        middlewares=[envelope_middleware, auth_middleware(settings.root_token, settings.default_project, directory)],
         client_max_size=settings.max_body_bytes,
     )
     app[DEPS] = deps

@@ -1,4 +1,7 @@
-"""Bearer-token auth: the root token acts for the default project. Healthcheck is open."""
+"""Bearer-token auth. The root token acts for the default project; a project token
+``sk-<project>-<secret>`` acts for its project, checked against the SHA-256 the project
+directory holds. Every handler reads the project from the request, never from input, so one
+project cannot name another's data. Healthcheck is open."""
 
 import hmac
 from typing import Awaitable, Callable
@@ -6,27 +9,41 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from api.envelope import ApiError, error_response
+from streams.project_tokens import project_of_token, token_sha256
+from streams.projects import ProjectDirectory
 
 PROJECT = web.RequestKey("project_id", str)
 OPEN_PATHS = frozenset({"/api/v1/healthcheck", "/healthcheck"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
-def auth_middleware(root_token: str, default_project: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    expected = root_token.encode()
+def auth_middleware(root_token: str, default_project: str, directory: ProjectDirectory) -> Middleware:
+    expected_root = root_token.encode()
+
+    async def project_for(token: str) -> str | None:
+        if hmac.compare_digest(token.encode(), expected_root):
+            return default_project
+        project = project_of_token(token)
+        if project is None:
+            return None
+        digest = token_sha256(token)
+        if not directory.token_matches(project, digest):
+            await directory.catch_up()  # a project created a moment ago may not be read yet
+        return project if directory.token_matches(project, digest) else None
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in OPEN_PATHS:
             return await handler(request)
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
             return error_response(ApiError(401, "missing token: send 'Authorization: Bearer <token>'", http_status=401))
-        if not hmac.compare_digest(token.strip().encode(), expected):
+        project = await project_for(token.strip())
+        if project is None:
             return error_response(ApiError(401, "invalid token", http_status=401))
-        request[PROJECT] = default_project
+        request[PROJECT] = project
         return await handler(request)
 
     return middleware

@@ -1,45 +1,122 @@
-"""The context string an app puts into its prompt: profile first, then recent events.
+"""The context string an app puts into its prompt: profile, events, and working memory.
 
-Both sections share ``max_token_size`` (counted with the same cl100k tokenizer the buffers
-use); lines are added whole, in priority order, until the next one would not fit.
+Budget (``max_tokens``, counted with ``streams.tokens.count_tokens`` on the final string)::
+
+    ┌ template (framing, titles) ─ paid first; a template larger than the budget gives "" ┐
+    │ profile   ≤ room × profile_ratio           best slots first, whole lines             │
+    │ rest      = room − profile share           (− what the profile used, when            │
+    │                                             fill_window_with_events)                 │
+    │   working memory ≤ rest / 2 (all of rest when there are no events), newest kept      │
+    │   events         the rest, best first; what they leave goes back to working memory   │
+    └──────────────────────────────────────────────────────────────────────────────────────┘
+
+Working memory is the user's latest messages that extraction has not turned into profile or
+events yet (Memobase drops them from its context); it is titled as such so the model knows
+it may repeat or contradict what is above. A custom template has ``{profile_section}`` and
+``{event_section}`` (as in Memobase) and may place ``{working_memory_section}``; without it,
+working memory closes the event section. Tokens of joined text are not always the sum of
+their parts, so the result is recounted and trimmed (events, then working memory, then
+profile) until it fits.
 """
 
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Mapping
 
-from streams.tokens import count_tokens
+from api.token_budget import fit, line_cost
+from streams.tokens import count_tokens, truncate_to_tokens
 
-HEADER = "<memory>\n"
-PROFILE_TITLE = "## What we know about the user\n"
-EVENT_TITLE = "\n## Recent events\n"
-FOOTER = "</memory>\nUse what is inside <memory> when it helps to answer; do not mention it otherwise."
-
-
-def profile_lines(profiles: list[dict[str, Any]]) -> list[str]:
-    return [f"- {p['topic']}::{p['sub_topic']}: {p['content']}\n" for p in profiles]
-
-
-def event_lines(events: list[dict[str, Any]]) -> list[str]:
-    lines = []
-    for event in events:
-        tip = (event["event_data"] or {}).get("event_tip")
-        if tip:
-            lines.append(f"- [{event['created_at']:%Y-%m-%d %H:%M}] {tip}\n")
-    return lines
+PROFILE = "{profile_section}"
+EVENTS = "{event_section}"
+WORKING = "{working_memory_section}"
+DEFAULT_TEMPLATE = (
+    "<memory>\n"
+    f"## What we know about the user\n{PROFILE}\n\n"
+    f"## Past events\n{EVENTS}\n"
+    "</memory>\n"
+    "Use what is inside <memory> when it helps to answer; do not mention it otherwise."
+)
+WORKING_TITLE = "## Latest messages, not yet processed into memory (may repeat or contradict the above)"
+MESSAGE_TOKENS = 200  # longest message shown in working memory; longer ones are cut
 
 
-def build_context(profiles: list[dict[str, Any]], events: list[dict[str, Any]], max_tokens: int) -> str:
-    fixed = HEADER + PROFILE_TITLE + EVENT_TITLE + FOOTER
-    budget = max_tokens - count_tokens(fixed)
-    sections: list[list[str]] = []
-    for lines in (profile_lines(profiles), event_lines(events)):
-        taken = []
-        for line in lines:
-            cost = count_tokens(line)
-            if cost > budget:
-                break
-            taken.append(line)
-            budget -= cost
-        sections.append(taken)
-    if budget < 0:
+@dataclass(frozen=True)
+class ContextParts:
+    profiles: list[str]  # lines, best first
+    events: list[str]  # lines, best first
+    working: list[str]  # lines, oldest first (the newest are kept when short of room)
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_tokens: int
+    profile_ratio: float = 0.6
+    fill_window_with_events: bool = False
+
+
+def event_line(event: Mapping[str, Any], require_summary: bool = False) -> str | None:
+    """An event as ``- [date] tip``; without a tip, the profile changes it made (unless a summary is required)."""
+    data = event.get("event_data") or {}
+    text = data.get("event_tip")
+    if not text and not require_summary:
+        deltas = data.get("profile_delta") or []
+        text = "; ".join(f"{d['attributes'].get('topic')}::{d['attributes'].get('sub_topic')}: {d['content']}" for d in deltas)
+    return f"- [{event['created_at']:%Y-%m-%d %H:%M}] {text}" if text else None
+
+
+def message_line(message: Mapping[str, Any], blob_created_at: datetime) -> str:
+    who = message["role"] + (f" ({message['alias']})" if message.get("alias") else "")
+    content = " ".join(message["content"].split())
+    short = truncate_to_tokens(content, MESSAGE_TOKENS)
+    at = message.get("created_at") or f"{blob_created_at:%Y-%m-%d %H:%M}"
+    return f"- [{at}] {who}: {short}{'…' if short != content else ''}"
+
+
+def check_template(template: str) -> str | None:
+    """What is wrong with a custom template, or None when it is usable."""
+    if PROFILE not in template and EVENTS not in template:
+        return f"must contain {PROFILE} or {EVENTS}"
+    return None
+
+
+def _render(template: str, profiles: list[str], events: list[str], working: list[str]) -> str:
+    block = f"{WORKING_TITLE}\n" + "\n".join(working) if working else ""
+    event_section = "\n".join(events)
+    if WORKING not in template and block:
+        event_section = f"{event_section}\n\n{block}" if event_section else block
+    return template.replace(PROFILE, "\n".join(profiles)).replace(EVENTS, event_section).replace(WORKING, block)
+
+
+def _fit_working(lines: list[str], room: int) -> tuple[list[str], int]:
+    """The newest working-memory lines that fit in ``room`` with their title, oldest first."""
+    if not lines:
+        return [], 0
+    title = line_cost(WORKING_TITLE) + 1  # the title, and the blank line before it
+    newest, used = fit(reversed(lines), room - title)
+    return (newest[::-1], used + title) if newest else ([], 0)
+
+
+def build_context(parts: ContextParts, budget: Budget, template: str = DEFAULT_TEMPLATE) -> str:
+    """The context, never more than ``budget.max_tokens`` tokens ("" when even the framing does not fit)."""
+    room = budget.max_tokens - count_tokens(_render(template, [], [], []))
+    if room < 0:
         return ""
-    return HEADER + PROFILE_TITLE + "".join(sections[0]) + EVENT_TITLE + "".join(sections[1]) + FOOTER
+    profile_share = int(room * budget.profile_ratio)
+    profiles, profile_used = fit(parts.profiles, profile_share)
+    rest = room - (profile_used if budget.fill_window_with_events else profile_share)
+    working, working_used = _fit_working(parts.working, rest if not parts.events else rest // 2)
+    events, events_used = fit(parts.events, rest - working_used)
+    if len(events) == len(parts.events):
+        working, _ = _fit_working(parts.working, rest - events_used)
+    context = _render(template, profiles, events, working)
+    while count_tokens(context) > budget.max_tokens:
+        if events:
+            events.pop()
+        elif working:
+            working.pop(0)
+        elif profiles:
+            profiles.pop()
+        else:
+            return ""
+        context = _render(template, profiles, events, working)
+    return context

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from api.envelope import describe_validation, invalid
-from streams.events import BlobType, ChatMessage
+from streams.events import BlobInserted, BlobType, ChatMessage, utc_now
 
 
 class UserBody(BaseModel):
@@ -78,3 +78,24 @@ class InsertBlobBody(BaseModel):
         except ValidationError as exc:
             raise invalid(describe_validation(exc, prefix="body.blob_data.")) from None
         return model.model_dump(mode="json", exclude_none=True)
+
+
+def new_blob(
+    project_id: str,
+    user_id: str,
+    blob_type: BlobType,
+    blob_data: dict[str, Any],
+    fields: dict[str, Any] | None = None,
+    created_at: datetime | None = None,
+) -> BlobInserted:
+    """A blob insert with fresh blob and task ids, stamped now unless the client gave a time."""
+    return BlobInserted(
+        project_id=project_id,
+        user_id=user_id,
+        blob_id=str(uuid.uuid4()),
+        task_id=str(uuid.uuid4()),
+        blob_type=blob_type,
+        blob_data=blob_data,
+        fields=fields,
+        created_at=created_at or utc_now(),
+    )

@@ -1,4 +1,4 @@
-"""The ``memstream`` command: dev (everything local, one process), worker, api, migrate."""
+"""The ``memstream`` command: dev (everything local, one process), worker, api, migrate, project."""
 
 import argparse
 import asyncio
@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from memstream.projects_admin import ProjectExists, create_project
 from memstream.settings import Settings
 from memstream.stack import Stack
 from projections.schema import migrate
@@ -93,6 +94,16 @@ async def run_migrate() -> None:
         await store.close()
 
 
+async def run_project_create(name: str) -> int:
+    try:
+        token = await create_project(Settings(), name)
+    except (ProjectExists, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"project {name} created; its token (shown once, only a hash is kept):\n{token}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="memstream", description="Long-term user memory over Kafka and ClickHouse.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -103,6 +114,9 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("worker", help="Faust agents and projection writer (external Kafka and ClickHouse)")
     commands.add_parser("api", help="the HTTP API (external Kafka and ClickHouse)")
     commands.add_parser("migrate", help="create or upgrade the ClickHouse schema")
+    project_cmd = commands.add_parser("project", help="manage projects").add_subparsers(dest="action", required=True)
+    project_create = project_cmd.add_parser("create", help="create a project and print its token sk-<project>-<secret>")
+    project_create.add_argument("name")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("aiokafka", "faust", "mode"):
@@ -113,5 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(serve(worker=True, api=False))
     elif args.command == "api":
         asyncio.run(serve(worker=False, api=True))
+    elif args.command == "project":
+        sys.exit(asyncio.run(run_project_create(args.name)))
     else:
         asyncio.run(run_migrate())

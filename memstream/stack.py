@@ -46,7 +46,7 @@ class Stack:
         self._runner: web.AppRunner | None = None
         self._producer: Producer | None = None
         self._waiter: TaskWaiter | None = None
-        self._directory: ProjectDirectory | None = None
+        self.directory = ProjectDirectory(settings.kafka_bootstrap, settings.topic_projects)
         self.embedder: Embedder | None = make_embedder(settings)
 
     @property
@@ -56,15 +56,14 @@ class Stack:
     async def start(self) -> None:
         await ensure_topics(self.settings)
         await migrate(self.store)
+        await self.directory.start()
         if self.run_worker:
             await self.start_worker()
         if self.run_api:
             await self._start_api()
 
     async def start_worker(self) -> None:
-        self._directory = ProjectDirectory(self.settings.kafka_bootstrap, self.settings.topic_projects)
-        await self._directory.start()
-        self.faust_app = build_app(self.settings, make_extractor(self.settings), self.embedder, self._directory)
+        self.faust_app = build_app(self.settings, make_extractor(self.settings), self.embedder, self.directory)
         await self.faust_app.start()
         self.writer = ProjectionWriter(self.settings, self.store)
         await self.writer.start()
@@ -76,16 +75,13 @@ class Stack:
         if self.faust_app:
             await self.faust_app.stop()
             self.faust_app = None
-        if self._directory:
-            await self._directory.stop()
-            self._directory = None
 
     async def _start_api(self) -> None:
         self._producer = Producer(self.settings.kafka_bootstrap, self.settings.produce_timeout)
         await self._producer.start()
         self._waiter = TaskWaiter(self.settings.kafka_bootstrap, self.settings.topic_memory)
         await self._waiter.start()
-        app = create_app(Deps(self.settings, self.store, self._producer, self._waiter, self.embedder))
+        app = create_app(Deps(self.settings, self.store, self._producer, self._waiter, self.embedder), self.directory)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.settings.host, self.settings.port).start()
@@ -98,3 +94,4 @@ class Stack:
         if self._producer:
             await self._producer.stop()
         await self.stop_worker()
+        await self.directory.stop()

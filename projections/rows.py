@@ -23,6 +23,7 @@ from streams.events import (
     ProfileEdited,
     ProfileSlotChanged,
     ProjectConfigSet,
+    ProjectCreated,
     TaskFinished,
     UsageRecorded,
     UserCreated,
@@ -54,6 +55,7 @@ COLUMNS: dict[str, list[str]] = {
         "project_id", "user_id", "usage_id", "day", "model", "calls", "input_tokens", "output_tokens", "at", "version",
     ],
     "project_configs": ["project_id", "config_yaml", "updated_at", "version"],
+    "projects": ["project_id", "token_sha256", "created_at", "version"],
     "tasks": ["project_id", "user_id", "task_id", "status", "error", "results", "at", "version"],
 }
 # What deleting a user erases (usage rows stay: they hold no content and are the project's bill).
@@ -164,6 +166,8 @@ def ops_for(record: AnyRecord) -> list[Op]:
         case UsageRecorded():
             row = (p, u, record.event_id, at.date(), record.model, record.calls, record.input_tokens, record.output_tokens, at, v)
             return [Insert("usage", row)]
+        case ProjectCreated():
+            return [Insert("projects", (p, record.token_sha256, at, v))]
         case ProjectConfigSet():
             return [Insert("project_configs", (p, record.config_yaml, at, v))]
         case TaskFinished():

@@ -81,6 +81,15 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             ) ENGINE = ReplacingMergeTree(version) ORDER BY project_id""",
         ],
     ),
+    (
+        3,
+        "projects (token hashes only)",
+        [
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.projects (
+                project_id LowCardinality(String), token_sha256 String, created_at {TIME}, version UInt64
+            ) ENGINE = ReplacingMergeTree(version) ORDER BY project_id""",
+        ],
+    ),
 ]
 
 

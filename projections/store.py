@@ -86,6 +86,28 @@ class ServerStore:
         await self._client.close()
 
 
+class DatabaseView:
+    """Another database through an open store's client (one process owns a chDB path, so a
+    rebuild into a fresh database beside the live one must share the client). It does not own
+    the client: closing the view leaves the store open."""
+
+    def __init__(self, store: Store, database: str) -> None:
+        self.database = database
+        self._store = store
+
+    async def query(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
+        return await self._store.query(sql, params)
+
+    async def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        await self._store.command(sql, params)
+
+    async def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
+        await self._store.insert(table, rows, columns)
+
+    async def close(self) -> None:
+        return None
+
+
 async def open_store(url: str, database: str) -> Store:
     if url.startswith("chdb://"):
         return await asyncio.to_thread(EmbeddedStore, Path(url.removeprefix("chdb://")), database)

@@ -11,7 +11,7 @@ Topics and what they carry:
     memstream.flushes  BufferFlushed, and forwarded from ingest: UserDeleted ProfileEdited EventEdited
                        (everything that changes the extractor's per-user state goes through it)
     memstream.memory   BlobBuffered ProfileSlotChanged EventRecorded TaskFinished UsageRecorded
-    memstream.projects ProjectConfigSet (project-level: ``user_id`` is empty, key ``project:``)
+    memstream.projects ProjectCreated ProjectConfigSet (project-level: ``user_id`` is empty, key ``project:``)
 
 Records derived from another record get ids derived from it (``derived_id``), so processing
 a record twice produces the same ids and the projections stay idempotent.
@@ -176,6 +176,14 @@ class FlushRequested(Record):
 # --- projects ------------------------------------------------------------------------------
 
 
+class ProjectCreated(Record):
+    """A project and the hash of its token (``sk-<project>-<secret>``); the token itself is never stored."""
+
+    kind: Literal["project_created"] = "project_created"
+    user_id: str = ""
+    token_sha256: str
+
+
 class ProjectConfigSet(Record):
     """A project's profile config, as the YAML text the user posted (parsed by ``streams.project_config``)."""
 
@@ -289,6 +297,7 @@ AnyRecord = Annotated[
         ProfileEdited,
         EventEdited,
         EventDeleted,
+        ProjectCreated,
         ProjectConfigSet,
         BufferFlushed,
         BlobBuffered,

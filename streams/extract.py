@@ -1,39 +1,60 @@
-"""Extract agent: one flushed window → profile slot changes + one event + the task's end.
+"""Extract agent: the owner of each user's profile aggregate and of event (re)writes.
 
-The user's profile aggregate lives in a Faust Table keyed like the flushes topic, folded with
-``streams.profile.apply`` from the very ``ProfileSlotChanged`` records it emits, so two flushes
-of one user are processed one after the other and no ClickHouse read sits on this path.
+    memstream.flushes ──▶ extract agent ──▶ memstream.memory
+      BufferFlushed        LLM (project config) → ProfileSlotChanged*, EventRecorded (+ gists,
+                           embeddings), UsageRecorded, TaskFinished
+      ProfileEdited        manual slot edit     → ProfileSlotChanged* (source "manual")
+      EventEdited          event rewrite        → EventRecorded (same event id, new gists)
+      UserDeleted          forget the aggregate
 
-A failed extraction is retried with exponential backoff; after the last attempt the flush goes
-to the dead-letter topic unchanged (it can be replayed) and its tasks end ``failed``.
+The profile aggregate lives in a Faust Table keyed like the flushes topic, folded with
+``streams.profile.apply`` from the very ``ProfileSlotChanged`` records it emits; flushes and
+edits of one user arrive in one partition, in order, so they are applied one after the other
+and no ClickHouse read sits on this path.
+
+A failed LLM or embedding call is retried with exponential backoff; after the last attempt the
+record goes to the dead-letter topic unchanged (it can be replayed) and a flush's tasks end
+``failed``. Every id emitted is derived from the incoming record's id, so a replay is idempotent.
 """
 
 import asyncio
 import logging
+from typing import Any, Awaitable, Callable, TypeVar
 
 import faust
 
 from memstream.settings import Settings
+from streams.embeddings import Embedder, EmbeddingFailed
 from streams.events import (
     BufferFlushed,
     ChatMessage,
     ChatModalResponse,
     EventData,
+    EventEdited,
     EventRecorded,
+    EventTag,
     ProfileDelta,
+    ProfileEdited,
     ProfileSlotChanged,
+    Record,
     TaskFinished,
+    UsageRecorded,
     UserDeleted,
     decode,
     derived_id,
 )
-from streams.embeddings import Embedder
-from streams.extraction import Extraction, ExtractionFailed, Extractor
-from streams.profile import Profile, apply, from_json, slot_id, slot_key, to_json
+from streams.extraction import Extraction, ExtractionFailed, Extractor, Usage
+from streams.gists import searchable
+from streams.profile import Profile, apply, from_json, to_json
+from streams.project_config import ProjectConfig
 from streams.projects import ProjectDirectory
+from streams.slot_changes import plan_changes, plan_edit
 from streams.topics import Topics, dead_letter_on_error, publish
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RETRIED = (ExtractionFailed, EmbeddingFailed)
 
 
 def chats_of(flushed: BufferFlushed) -> list[ChatMessage]:
@@ -45,50 +66,61 @@ def chats_of(flushed: BufferFlushed) -> list[ChatMessage]:
     ]
 
 
-def plan_changes(flushed: BufferFlushed, extraction: Extraction, profile: Profile) -> list[ProfileSlotChanged]:
-    """Turn the extractor's answer into slot changes that are valid against ``profile``.
-
-    An ``add`` on an existing slot becomes an ``update``, an ``update`` of a missing slot an
-    ``add``; deleting a missing slot and empty contents are dropped.
-    """
-    changes: list[ProfileSlotChanged] = []
-    current = profile
-    for index, change in enumerate(extraction.changes):
-        topic, sub_topic = change.topic.strip().lower(), change.sub_topic.strip().lower()
-        content = change.content.strip()
-        previous = current.get(slot_key(topic, sub_topic))
-        exists = previous is not None
-        if change.op == "delete":
-            if not exists:
-                continue
-            op = "delete"
-        elif not content:
-            continue
-        else:
-            op = "update" if exists else "add"
-        slot_change = ProfileSlotChanged(
-            project_id=flushed.project_id,
-            user_id=flushed.user_id,
-            event_id=derived_id(flushed.flush_id, "slot", str(index)),
-            profile_id=slot_id(flushed.project_id, flushed.user_id, topic, sub_topic),
-            op=op,
-            topic=topic,
-            sub_topic=sub_topic,
-            content=content,
-            source_id=flushed.flush_id,
-            created_at=previous.created_at if previous else None,
-        )
-        current = apply(current, slot_change)
-        changes.append(slot_change)
-    return changes
-
-
 def summarize(changes: list[ProfileSlotChanged], event_id: str) -> ChatModalResponse:
     def ids(op: str) -> list[str]:
         return list(dict.fromkeys(c.profile_id for c in changes if c.op == op))
 
     return ChatModalResponse(
         event_id=event_id, add_profiles=ids("add"), update_profiles=ids("update"), delete_profiles=ids("delete")
+    )
+
+
+def keep_tags(tags: list[EventTag], config: ProjectConfig) -> list[EventTag]:
+    """The tags the project configured, each once (its first non-empty value); none without a config."""
+    names = {spec.name for spec in config.event_tags}
+    kept: dict[str, EventTag] = {}
+    for tag in tags:
+        name, value = tag.tag.strip(), tag.value.strip()
+        if name in names and value and name not in kept:
+            kept[name] = EventTag(tag=name, value=value)
+    return list(kept.values())
+
+
+def event_data(changes: list[ProfileSlotChanged], extraction: Extraction, config: ProjectConfig) -> EventData:
+    return EventData(
+        profile_delta=[
+            ProfileDelta(content=c.content, attributes={"topic": c.topic, "sub_topic": c.sub_topic})
+            for c in changes
+            if c.op != "delete"
+        ],
+        event_tip=extraction.event_tip or None,
+        event_tags=keep_tags(extraction.event_tags, config) or None,
+    )
+
+
+async def retrying(settings: Settings, what: str, call: Callable[[], Awaitable[T]]) -> T:
+    """Run ``call`` under the flush policy: ``llm_max_attempts`` tries, the delay doubling from
+    ``llm_backoff``. LLM and embedding failures are retried alike; the last one propagates."""
+    delay = settings.llm_backoff
+    for attempt in range(1, settings.llm_max_attempts + 1):
+        try:
+            return await call()
+        except RETRIED as exc:
+            if attempt == settings.llm_max_attempts:
+                raise
+            log.warning("%s: attempt %d failed (%s); retrying in %.1fs", what, attempt, exc, delay)
+            await asyncio.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+def usage_recorded(flushed: BufferFlushed, usage: Usage) -> UsageRecorded:
+    return UsageRecorded(
+        project_id=flushed.project_id,
+        user_id=flushed.user_id,
+        event_id=derived_id(flushed.flush_id, "usage"),
+        source_id=flushed.flush_id,
+        **usage.model_dump(),  # model, calls, input_tokens, output_tokens
     )
 
 
@@ -102,18 +134,25 @@ def register(
 ) -> None:
     profiles = app.Table("profiles", default=None, partitions=settings.topic_partitions)
 
-    async def extract_with_retries(flushed: BufferFlushed, profile: Profile) -> Extraction:
-        delay = settings.llm_backoff
-        for attempt in range(1, settings.llm_max_attempts + 1):
-            try:
-                return await extractor.extract(chats_of(flushed), profile)
-            except ExtractionFailed as exc:
-                if attempt == settings.llm_max_attempts:
-                    raise
-                log.warning("flush %s attempt %d failed (%s); retrying in %.1fs", flushed.flush_id, attempt, exc, delay)
-                await asyncio.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable: the loop returns or raises")
+    async def commit(key: str, profile: Profile, changes: list[ProfileSlotChanged]) -> None:
+        """Publish ``changes`` and keep the profile they fold into."""
+        for change in changes:
+            profile = apply(profile, change)
+            await publish(topics.memory, change)
+        profiles[key] = to_json(profile)
+
+    async def searchable_event(cause: Record, event_id: str, data: EventData, id_base: str, **fields: Any) -> EventRecorded:
+        embedding, gists = await retrying(
+            settings, f"embedding event {event_id}", lambda: searchable(data, id_base, embedder)
+        )
+        return EventRecorded(
+            project_id=cause.project_id, user_id=cause.user_id, event_id=event_id, event_data=data,
+            embedding=embedding, gists=gists, **fields,
+        )
+
+    async def park(record: Record, raw: bytes, error: Exception) -> None:
+        log.error("%s %s failed for good, sent to dead letters: %s", type(record).__name__, record.event_id, error)
+        await topics.dead_letter.send(key=record.key, value=raw, headers={"error": str(error).encode()})
 
     async def end_task(flushed: BufferFlushed, **outcome: object) -> None:
         await publish(
@@ -131,38 +170,53 @@ def register(
         )
 
     async def on_flush(flushed: BufferFlushed, raw: bytes) -> None:
-        profile = from_json(profiles.get(flushed.key.decode()))
+        await directory.catch_up()  # a config acknowledged before this flush is the one used
+        config = directory.config(flushed.project_id)
+        key = flushed.key.decode()
+        profile = from_json(profiles.get(key))
+        chats = chats_of(flushed)
+        spent = Usage()
+
+        async def extract_once() -> Extraction:
+            nonlocal spent
+            try:
+                extraction = await extractor.extract(chats, profile, config)
+            except ExtractionFailed as exc:
+                spent += exc.usage
+                raise
+            spent += extraction.usage
+            return extraction
+
+        event_id = derived_id(flushed.flush_id, "event")
         try:
-            extraction = await extract_with_retries(flushed, profile)
-        except ExtractionFailed as exc:
-            log.error("flush %s failed for good, sent to dead letters: %s", flushed.flush_id, exc)
-            await topics.dead_letter.send(key=flushed.key, value=raw, headers={"error": str(exc).encode()})
+            extraction = await retrying(settings, f"flush {flushed.flush_id}", extract_once)
+            changes = plan_changes(flushed, extraction, profile, config)
+            data = event_data(changes, extraction, config)
+            event = await searchable_event(
+                flushed, event_id, data, event_id, user_event_id=event_id, flush_id=flushed.flush_id
+            )
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong, the flush's tasks must end, visibly
+            await park(flushed, raw, exc)
             await end_task(flushed, status="failed", error=str(exc))
             return
-        changes = plan_changes(flushed, extraction, profile)
-        for change in changes:
-            profile = apply(profile, change)
-            await publish(topics.memory, change)
-        event_id = derived_id(flushed.flush_id, "event")
-        event = EventRecorded(
-            project_id=flushed.project_id,
-            user_id=flushed.user_id,
-            event_id=event_id,
-            user_event_id=event_id,
-            flush_id=flushed.flush_id,
-            event_data=EventData(
-                profile_delta=[
-                    ProfileDelta(content=c.content, attributes={"topic": c.topic, "sub_topic": c.sub_topic})
-                    for c in changes
-                    if c.op != "delete"
-                ],
-                event_tip=extraction.event_tip or None,
-                event_tags=extraction.event_tags or None,
-            ),
-        )
+        finally:
+            if spent.calls:  # tokens of failed attempts are spent too
+                await publish(topics.memory, usage_recorded(flushed, spent))
+        await commit(key, profile, changes)
         await publish(topics.memory, event)
-        profiles[flushed.key.decode()] = to_json(profile)
         await end_task(flushed, status="completed", results=[summarize(changes, event_id)])
+
+    async def on_event_edit(edit: EventEdited, raw: bytes) -> None:
+        try:
+            event = await searchable_event(
+                edit, derived_id(edit.event_id, "event"), edit.event_data, edit.event_id,
+                user_event_id=edit.user_event_id, flush_id=edit.event_id,
+                retired_gist_ids=edit.gist_ids, created_at=edit.created_at,
+            )
+        except EmbeddingFailed as exc:
+            await park(edit, raw, exc)
+            return
+        await publish(topics.memory, event)
 
     @app.agent(topics.flushes, name="extract")
     async def extract_agent(stream: faust.StreamT) -> None:
@@ -171,5 +225,10 @@ def register(
                 record = decode(event.value)
                 if isinstance(record, BufferFlushed):
                     await on_flush(record, event.value)
+                elif isinstance(record, ProfileEdited):
+                    profile = from_json(profiles.get(record.key.decode()))
+                    await commit(record.key.decode(), profile, plan_edit(record, profile))
+                elif isinstance(record, EventEdited):
+                    await on_event_edit(record, event.value)
                 elif isinstance(record, UserDeleted):
                     profiles.pop(record.key.decode(), None)

@@ -2,10 +2,11 @@
 
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from streams.events import ChatMessage, EventTag
 from streams.profile import Profile
+from streams.project_config import ProjectConfig
 
 
 class ProfileChange(BaseModel):
@@ -17,17 +18,43 @@ class ProfileChange(BaseModel):
     content: str = ""
 
 
+class Usage(BaseModel):
+    """LLM calls answered and the tokens they cost, as the endpoint reported them."""
+
+    model_config = ConfigDict(frozen=True)
+    model: str = ""
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(
+            model=self.model or other.model,
+            calls=self.calls + other.calls,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+        )
+
+
 class Extraction(BaseModel):
     changes: list[ProfileChange] = []
     event_tip: str = ""
     event_tags: list[EventTag] = []
+    usage: Usage = Usage()
 
 
 class ExtractionFailed(Exception):
-    """The extractor could not produce a valid answer; the flush should be retried or dead-lettered."""
+    """The extractor could not produce a valid answer; the flush should be retried or dead-lettered.
+
+    ``usage`` holds what the failed attempt still cost (a malformed answer is paid for too).
+    """
+
+    def __init__(self, message: str, usage: Usage = Usage()) -> None:
+        super().__init__(message)
+        self.usage = usage
 
 
 class Extractor(Protocol):
     name: str
 
-    async def extract(self, chats: list[ChatMessage], profile: Profile) -> Extraction: ...
+    async def extract(self, chats: list[ChatMessage], profile: Profile, config: ProjectConfig) -> Extraction: ...

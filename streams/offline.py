@@ -11,6 +11,7 @@ import re
 from streams.events import ChatMessage
 from streams.extraction import Extraction, ProfileChange
 from streams.profile import Profile, slot_key
+from streams.project_config import ProjectConfig
 
 _END = r"(?=[.,;!?]|\s+and\s|$)"
 _RULES: list[tuple[str, str, re.Pattern[str]]] = [
@@ -27,7 +28,8 @@ _ACCUMULATING = {slot_key("interest", "likes")}
 class OfflineExtractor:
     name = "offline"
 
-    async def extract(self, chats: list[ChatMessage], profile: Profile) -> Extraction:
+    async def extract(self, chats: list[ChatMessage], profile: Profile, config: ProjectConfig) -> Extraction:
+        """No calls, so no usage; ``config`` is not read: strict mode applies in ``plan_changes``."""
         found: dict[str, tuple[str, str, list[str]]] = {}
         for message in chats:
             if message.role != "user":

@@ -1,20 +1,21 @@
-"""The project directory: every project's config, read whole from the projects topic.
+"""The project directory: every project's token hash and config, read whole from the projects topic.
 
 Configs are project-wide while the extract agent's partitions are per user, so each process
 reads every partition of ``memstream.projects`` from the beginning, without a consumer group,
 and keeps the latest config per project in memory (what a Faust GlobalTable would do, without
 its changelog). ``catch_up`` waits until everything the broker had when it was called has been
 read: the extract agent calls it before a flush, so a config acknowledged before the flush was
-requested is always the one used.
+requested is always the one used; the API calls it when a project token is not known yet.
 """
 
 import asyncio
+import hmac
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from streams.events import ProjectConfigSet, decode
+from streams.events import ProjectConfigSet, ProjectCreated, decode
 from streams.project_config import DEFAULT, ConfigError, ProjectConfig, parse
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class ProjectDirectory:
             bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
         )
         self._configs: dict[str, ProjectConfig] = {}
+        self._token_hashes: dict[str, str] = {}
         self._partitions: list[TopicPartition] = []
         self._read: dict[TopicPartition, int] = {}  # next offset to read, per partition
         self._progress = asyncio.Condition()
@@ -49,6 +51,13 @@ class ProjectDirectory:
 
     def config(self, project_id: str) -> ProjectConfig:
         return self._configs.get(project_id, DEFAULT)
+
+    def exists(self, project_id: str) -> bool:
+        return project_id in self._token_hashes
+
+    def token_matches(self, project_id: str, token_hash: str) -> bool:
+        known = self._token_hashes.get(project_id)
+        return known is not None and hmac.compare_digest(known, token_hash)
 
     async def catch_up(self, timeout: float = 10.0) -> None:
         """Wait until every record the broker holds now has been read (bounded by ``timeout``)."""
@@ -79,7 +88,9 @@ class ProjectDirectory:
         except ValidationError:
             log.error("undecodable record on %s", self._topic)
             return
-        if isinstance(record, ProjectConfigSet):
+        if isinstance(record, ProjectCreated):
+            self._token_hashes.setdefault(record.project_id, record.token_sha256)  # the first creation wins
+        elif isinstance(record, ProjectConfigSet):
             try:
                 self._configs[record.project_id] = parse(record.config_yaml)
             except ConfigError as exc:  # the API validated it; a bad one here is logged, not fatal

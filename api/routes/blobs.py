@@ -1,17 +1,15 @@
 """Blobs: insert (async by default), read, list, delete."""
 
-import uuid
-
 from aiohttp import web
 
 from api import params
 from api.deps import deps, project_of, until_visible
 from api.envelope import not_found, ok
-from api.models import InsertBlobBody
+from api.models import InsertBlobBody, new_blob
 from api.outcomes import task_outcome
 from api.waiter import within
 from projections.blobs import get_blob, list_blob_ids
-from streams.events import BUFFERED_BLOB_TYPES, BlobDeleted, BlobInserted, utc_now
+from streams.events import BUFFERED_BLOB_TYPES, BlobDeleted
 
 routes = web.RouteTableDef()
 
@@ -22,16 +20,7 @@ async def insert_blob(request: web.Request) -> web.Response:
     wait = params.flag(request, "wait_process")
     timeout = params.number(request, "wait_timeout", d.settings.wait_timeout)
     payload = await params.body(request, InsertBlobBody)
-    record = BlobInserted(
-        project_id=project,
-        user_id=user_id,
-        blob_id=str(uuid.uuid4()),
-        task_id=str(uuid.uuid4()),
-        blob_type=payload.blob_type,
-        blob_data=payload.checked_data(),
-        fields=payload.fields,
-        created_at=payload.created_at or utc_now(),
-    )
+    record = new_blob(project, user_id, payload.blob_type, payload.checked_data(), payload.fields, payload.created_at)
     answer = {"id": record.blob_id, "task_id": record.task_id}
     if not wait:
         await d.producer.send(d.settings.topic_ingest, record)

@@ -1,5 +1,49 @@
-"""Profile import (Memobase ``/api/v1/users/profile/import``): a text becomes a chat blob and a flush."""
+"""Profile import (Memobase ``/api/v1/users/profile/import``): a text becomes a chat blob and a flush.
+
+``{"context": text}`` is logged as one user message, followed at once by a flush request on
+the same partition, so the flush covers it (and whatever the user's buffer held before).
+The answer carries the blob's task: it completes when the extraction that covered the text
+has, even when the text alone filled the buffer and was flushed by size before the request.
+"""
+
+import uuid
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from api import params
+from api.deps import Deps, deps, project_of
+from api.envelope import ok
+from api.models import new_blob
+from api.outcomes import task_outcome
+from streams.events import BlobInserted, BlobType, FlushRequested
 
 routes = web.RouteTableDef()
+
+
+class ImportBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    context: str = Field(min_length=1)
+
+
+async def _send(d: Deps, blob: BlobInserted, flush: FlushRequested) -> None:
+    await d.producer.send(d.settings.topic_ingest, blob)
+    await d.producer.send(d.settings.topic_ingest, flush)
+
+
+@routes.post("/api/v1/users/profile/import/{user_id}")
+async def import_profile(request: web.Request) -> web.Response:
+    d, project, user_id = deps(request), project_of(request), params.user_id(request)
+    wait = params.flag(request, "wait_process")
+    timeout = params.number(request, "wait_timeout", d.settings.wait_timeout)
+    text = (await params.body(request, ImportBody)).context
+    blob = new_blob(project, user_id, BlobType.chat, {"messages": [{"role": "user", "content": text}]})
+    flush = FlushRequested(project_id=project, user_id=user_id, blob_type=BlobType.chat, task_id=str(uuid.uuid4()))
+    answer = {"id": blob.blob_id, "task_id": blob.task_id}
+    if not wait:
+        await _send(d, blob, flush)
+        return ok(answer)
+    async with d.waiter.expect(blob.task_id) as expected:
+        await _send(d, blob, flush)
+        results = await task_outcome(d, project, blob.task_id, expected.finished, timeout)
+    return ok({**answer, "chat_results": results})

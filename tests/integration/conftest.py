@@ -52,8 +52,9 @@ def make_settings(broker: LocalBroker) -> Callable[..., Settings]:
 
 
 @pytest.fixture(scope="module")
-async def llm() -> AsyncIterator[ScriptedLLM]:
-    server = ScriptedLLM()
+async def llm(request: pytest.FixtureRequest) -> AsyncIterator[ScriptedLLM]:
+    """The module's scripted LLM server; a module can set ``LLM_SERVER`` to a ScriptedLLM subclass."""
+    server = getattr(request.module, "LLM_SERVER", ScriptedLLM)()
     await server.start()
     yield server
     await server.stop()

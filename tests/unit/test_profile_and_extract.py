@@ -3,10 +3,12 @@
 from datetime import datetime, timedelta, timezone
 
 from streams.events import BlobType, BufferedBlob, BufferFlushed, ChatMessage, ProfileSlotChanged
-from streams.extract import plan_changes, summarize
+from streams.extract import summarize
 from streams.extraction import Extraction, ProfileChange
 from streams.offline import OfflineExtractor
 from streams.profile import apply, from_json, slot_id, to_json
+from streams.project_config import DEFAULT
+from streams.slot_changes import plan_changes
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -40,10 +42,10 @@ def test_plan_turns_add_on_existing_slot_into_update_and_drops_impossible_change
         ProfileChange(op="update", topic="interest", sub_topic="likes", content="tea"),
         ProfileChange(op="add", topic="interest", sub_topic="dislikes", content="  "),
     ])
-    planned = plan_changes(flushed("x"), extraction, profile)
+    planned = plan_changes(flushed("x"), extraction, profile, DEFAULT)
     assert [(c.op, c.topic, c.sub_topic) for c in planned] == [("update", "work", "title"), ("add", "interest", "likes")]
     assert planned[0].created_at == T0
-    again = plan_changes(flushed("x"), extraction, profile)  # a replay: same ids, same contents
+    again = plan_changes(flushed("x"), extraction, profile, DEFAULT)  # a replay: same ids, same contents
     assert [c.model_dump(exclude={"occurred_at"}) for c in again] == [c.model_dump(exclude={"occurred_at"}) for c in planned]
     summary = summarize(planned, "e1")
     assert summary.update_profiles == [planned[0].profile_id] and summary.add_profiles == [planned[1].profile_id]
@@ -51,12 +53,13 @@ def test_plan_turns_add_on_existing_slot_into_update_and_drops_impossible_change
 
 async def test_offline_extractor_reads_plain_sentences_and_merges_likes() -> None:
     extractor = OfflineExtractor()
-    first = await extractor.extract([ChatMessage(role="user", content="My name is Ada Lovelace and I live in London. I love chess.")], {})
+    first = await extractor.extract([ChatMessage(role="user", content="My name is Ada Lovelace and I live in London. I love chess.")], {}, DEFAULT)
     assert {(c.topic, c.sub_topic, c.content) for c in first.changes} == {
         ("basic_info", "name", "Ada Lovelace"), ("basic_info", "city", "London"), ("interest", "likes", "chess")}
     profile = {}
-    for c in plan_changes(flushed("x"), first, {}):
+    for c in plan_changes(flushed("x"), first, {}, DEFAULT):
         profile = apply(profile, c)
     second = await extractor.extract([ChatMessage(role="user", content="I like go. I love chess."),
-                                      ChatMessage(role="assistant", content="My name is Bot.")], profile)
+                                      ChatMessage(role="assistant", content="My name is Bot.")], profile, DEFAULT)
     assert [(c.op, c.content) for c in second.changes] == [("update", "chess, go")]
+    assert first.usage.calls == second.usage.calls == 0  # nothing to bill

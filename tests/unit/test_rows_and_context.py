@@ -1,11 +1,9 @@
-"""Record → row mapping and the context builder (no broker, no ClickHouse)."""
+"""Record → row mapping (no broker, no ClickHouse)."""
 
 from datetime import datetime, timezone
 
-from api.context import build_context
 from projections.rows import COLUMNS, Insert, Statement, ops_for
 from streams.events import BlobInserted, BlobType, TaskFinished, UserDeleted, decode, encode
-from streams.tokens import count_tokens
 
 AT = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -32,14 +30,3 @@ def test_user_deleted_purges_every_user_table() -> None:
     ops = ops_for(UserDeleted(project_id="p", user_id="u", occurred_at=AT))
     purged = [op.sql.split("{db}.")[1].split()[0] for op in ops if isinstance(op, Statement)]
     assert purged == ["blobs", "buffer", "profiles", "profile_history", "events", "event_gists", "tasks"]
-
-
-def test_context_never_exceeds_its_budget_and_keeps_profile_first() -> None:
-    profiles = [{"topic": "interest", "sub_topic": f"s{i}", "content": "likes long walks on the beach " * 3} for i in range(40)]
-    events = [{"event_data": {"event_tip": f"event number {i}"}, "created_at": AT} for i in range(40)]
-    for budget in (60, 120, 400, 5000):
-        context = build_context(profiles, events, budget)
-        assert count_tokens(context) <= budget
-    small = build_context(profiles[:1], events[:1], 5000)
-    assert small.index("interest::s0") < small.index("event number 0")
-    assert build_context(profiles, events, 5) == ""

@@ -1,0 +1,125 @@
+"""Rebuilding the read models: replay the topics from the beginning into a database.
+
+Every projection is a pure function of its record (``projections.rows.ops_for``) and every
+write is idempotent, so replaying the log into an empty, migrated database yields the tables
+the projection writer built live. What replay must keep is the order the writer saw: within a
+partition the offsets, and across partitions and topics the records' log timestamps — a few
+writes are statements over what is already there (a user's deletion erases the rows other
+topics wrote before it), so a partition read ahead of the others would resurrect them.
+Partitions are therefore merged one record at a time, oldest head first, while the batches of
+writes stay as large as the writer's.
+
+Replay stops at the end offsets taken when it starts, so it terminates beside a running
+system; whatever is appended later is the live writer's business.
+"""
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from pydantic import ValidationError
+
+from memstream.settings import Settings
+from projections.rows import Op, ops_for
+from projections.store import Store
+from projections.writer import apply_ops
+from streams.events import decode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReplayStats:
+    total: int = 0  # records the topics held when the replay started
+    read: int = 0
+    skipped: int = 0  # undecodable records, logged and passed over as the writer does
+    by_topic: dict[str, int] = field(default_factory=dict)
+
+
+Progress = Callable[[ReplayStats], None]
+
+
+def replayed_topics(settings: Settings) -> list[str]:
+    """What the projection writer consumes, in the order that breaks timestamp ties (causes first)."""
+    return [settings.topic_ingest, settings.topic_flushes, settings.topic_memory, settings.topic_projects]
+
+
+async def replay(
+    settings: Settings, store: Store, progress: Progress | None = None, batch_size: int | None = None
+) -> ReplayStats:
+    """Replay every record the topics hold now into ``store``'s database, which must be migrated
+    (and should be empty); ``progress`` is called after each batch written and at the end."""
+    topics = replayed_topics(settings)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # loads the metadata of every topic
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        consumer.assign(tps)
+        begins = await consumer.beginning_offsets(tps)
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, begins[tp])
+        stats = ReplayStats(total=sum(ends[tp] - begins[tp] for tp in tps), by_topic=dict.fromkeys(topics, 0))
+        merge = _Merge(consumer, {tp: ends[tp] for tp in tps if ends[tp] > begins[tp]}, topics)
+        ops: list[Op] = []
+        pending = 0
+        async for message in merge:
+            stats.read += 1
+            stats.by_topic[message.topic] += 1
+            try:
+                ops.extend(ops_for(decode(message.value)))
+            except ValidationError as exc:
+                stats.skipped += 1
+                log.error("skipping undecodable record at %s:%d:%d: %s", message.topic, message.partition, message.offset, exc)
+            pending += 1
+            if pending >= (batch_size or settings.projection_batch_size):
+                await apply_ops(store, ops)
+                ops, pending = [], 0
+                if progress:
+                    progress(stats)
+        await apply_ops(store, ops)
+        if progress:
+            progress(stats)
+        return stats
+    finally:
+        await consumer.stop()
+
+
+class _Merge:
+    """The assigned partitions' records up to ``ends``, merged: each partition in offset order,
+    the partitions by (log timestamp, topic rank, partition, offset) of their next record. A record
+    is released only when every unfinished partition has its next record at hand."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], topics: list[str]) -> None:
+        self._consumer = consumer
+        self._ends = ends
+        self._rank = {t: i for i, t in enumerate(topics)}
+        self._unfetched = set(ends)  # partitions whose fetch position is still before their end
+        self._heads: dict[TopicPartition, deque[ConsumerRecord]] = {tp: deque() for tp in ends}
+
+    def __aiter__(self) -> "_Merge":
+        return self
+
+    async def __anext__(self) -> ConsumerRecord:
+        while any(not self._heads[tp] for tp in self._unfetched):
+            await self._fetch()
+        ready = [queue for queue in self._heads.values() if queue]
+        if not ready:
+            raise StopAsyncIteration
+        queue = min(ready, key=lambda q: self._order(q[0]))
+        return queue.popleft()
+
+    def _order(self, m: ConsumerRecord) -> tuple[int, int, int, int]:
+        return m.timestamp, self._rank[m.topic], m.partition, m.offset
+
+    async def _fetch(self) -> None:
+        empty = [tp for tp in self._unfetched if not self._heads[tp]]
+        batches = await self._consumer.getmany(*empty, timeout_ms=1000)
+        for tp, messages in batches.items():
+            self._heads[tp].extend(m for m in messages if m.offset < self._ends[tp])
+        for tp in empty:
+            if await self._consumer.position(tp) >= self._ends[tp]:
+                self._unfetched.discard(tp)
