@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     topic_projects: str = Field("memstream.projects", description="Project-level records (profile config), read whole by every process.")
     topic_partitions: int = Field(4, ge=1, description="Partitions of every Memstream topic (created when missing).")
     topic_replication: int = Field(1, ge=1, description="Replication factor for topics Memstream creates.")
+    topic_min_insync_replicas: int | None = Field(
+        None, ge=1, description="min.insync.replicas for topics Memstream creates (with acks=all: replicas that must have a record)."
+    )
     app_id: str = Field("memstream", description="Faust application id (consumer group and changelog prefix).")
     projection_group: str = Field("memstream-projections", description="Consumer group of the ClickHouse writers.")
     broker_session_timeout: float = Field(10.0, description="Kafka group session timeout, seconds.")

@@ -19,8 +19,13 @@ from streams.events import Record, encode
 
 log = logging.getLogger(__name__)
 
-# The event log is the source of truth: never expire it (rebuild replays it from the start).
-_KEEP_FOREVER = {"retention.ms": "-1"}
+def topic_configs(settings: Settings) -> dict[str, str]:
+    """The event log is the source of truth: never expire it (rebuild replays it from the start);
+    with replication, a write is acknowledged only once ``min.insync.replicas`` have it."""
+    configs = {"retention.ms": "-1", "retention.bytes": "-1"}
+    if settings.topic_min_insync_replicas:
+        configs["min.insync.replicas"] = str(settings.topic_min_insync_replicas)
+    return configs
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,8 @@ async def ensure_topics(settings: Settings) -> None:
         missing = [name for name in topic_names(settings) if name not in existing]
         if not missing:
             return
-        new = [NewTopic(n, settings.topic_partitions, settings.topic_replication, topic_configs=_KEEP_FOREVER) for n in missing]
+        configs = topic_configs(settings)
+        new = [NewTopic(n, settings.topic_partitions, settings.topic_replication, topic_configs=configs) for n in missing]
         try:
             await admin.create_topics(new)
         except TopicAlreadyExistsError:
