@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, description="Largest request body accepted.")
     wait_timeout: float = Field(60.0, description="Default seconds `wait_process=true` waits for a task.")
     read_your_writes_timeout: float = Field(
-        5.0, description="Seconds user create/update/delete wait for their row to become readable."
+        5.0, description="Seconds a create/update/delete (users, profiles, events, project config) waits until readable."
     )
 
     @property
