@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     # --- ClickHouse -------------------------------------------------------------------------
     clickhouse_url: str = Field(
         "chdb://.memstream/clickhouse",
-        description="`chdb:///abs/path` for embedded ClickHouse, or `http://user:pass@host:8123/db` for a server.",
+        description="`chdb:///abs/path` for embedded ClickHouse, or `http://user:pass@host:8123` for a server (database: below).",
     )
     clickhouse_database: str = Field("memstream", description="Database holding the read models.")
     projection_batch_size: int = Field(5000, ge=1, description="Most records one projection write takes.")
