@@ -1,7 +1,7 @@
 """Bearer-token auth. The root token acts for the default project; a project token
 ``sk-<project>-<secret>`` acts for its project, checked against the SHA-256 the project
 directory holds. Every handler reads the project from the request, never from input, so one
-project cannot name another's data. Healthcheck is open."""
+project cannot name another's data. Healthcheck and the OpenAPI document are open."""
 
 import hmac
 from typing import Awaitable, Callable
@@ -13,7 +13,7 @@ from streams.project_tokens import project_of_token, token_sha256
 from streams.projects import ProjectDirectory
 
 PROJECT = web.RequestKey("project_id", str)
-OPEN_PATHS = frozenset({"/api/v1/healthcheck", "/healthcheck"})
+OPEN_PATHS = frozenset({"/api/v1/healthcheck", "/api/v1/openapi.json"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]

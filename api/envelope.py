@@ -83,7 +83,11 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
         log.warning("ClickHouse unavailable: %s", exc)
         return error_response(unavailable("storage is unavailable, try again shortly"))
     except web.HTTPRequestEntityTooLarge as exc:
-        return error_response(ApiError(413, f"request body too large: {exc.text}", http_status=413))
+        return error_response(ApiError(413, f"body: too large ({exc.text})", http_status=413))
+    except web.RequestPayloadError:
+        response = error_response(invalid("body: cannot be read as sent (does it match its Content-Encoding?)"))
+        response.force_close()  # what is left of the body cannot be read either: end the connection after answering
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

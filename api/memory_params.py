@@ -2,64 +2,40 @@
 
 List parameters repeat (``prefer_topics=a&prefer_topics=b``; the Memobase SDK sends
 ``&prefer_topics=a&&prefer_topics=b``, whose empty pair is skipped); JSON parameters
-(``topic_limits_json``, ``chats_str``) that do not parse are a 422 naming the field.
+(``topic_limits_json``, ``chats_str``) that do not parse or do not fit are a 422 naming the field.
 """
 
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
-from aiohttp import web
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Json
 
-from api import params
-from api.envelope import describe_validation, invalid
 from api.profile_filters import ProfileFilter
 from streams.events import ChatMessage
 
-_LIMITS: TypeAdapter[dict[str, int]] = TypeAdapter(dict[str, Annotated[int, Field(ge=0, strict=True)]])
-_CHATS: TypeAdapter[list[ChatMessage]] = TypeAdapter(list[ChatMessage])
+MAX_COUNT = 1_000_000  # bound of the counts and token budgets a read accepts
+Count = Annotated[int, Field(ge=0, strict=True)]
 
 
-def topics(request: web.Request, name: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in request.query.getall(name, []) if t.strip())
+class TopicsQuery(BaseModel):
+    """The topic parameters both reads share."""
 
-
-def _json_param(request: web.Request, name: str) -> Any:
-    raw = request.query.get(name, "")
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise invalid(f"{name}: malformed JSON ({exc.msg} at column {exc.colno})") from None
-
-
-def _validated(adapter: TypeAdapter, value: Any, shape: type, name: str, expected: str) -> Any:
-    if not isinstance(value, shape):
-        raise invalid(f"{name}: expected {expected}")
-    try:
-        return adapter.validate_python(value)
-    except ValidationError as exc:
-        raise invalid(describe_validation(exc, prefix=f"{name}.")) from None
-
-
-def topic_limits(request: web.Request) -> dict[str, int]:
-    """``topic_limits_json``: a JSON object of topic → most sub_topics shown (a non-negative integer)."""
-    value = _json_param(request, "topic_limits_json")
-    return {} if value is None else _validated(_LIMITS, value, dict, "topic_limits_json", "a JSON object of topic: count")
-
-
-def chats(request: web.Request) -> list[ChatMessage]:
-    """``chats_str``: the app's recent messages, a JSON list of ``{role, content}``."""
-    value = _json_param(request, "chats_str")
-    return [] if value is None else _validated(_CHATS, value, list, "chats_str", "a JSON list of {role, content}")
-
-
-def profile_filter(request: web.Request) -> ProfileFilter:
-    """The topic parameters both reads share; the caller adds ``topk``, budgets and chats."""
-    return ProfileFilter(
-        prefer_topics=topics(request, "prefer_topics"),
-        only_topics=topics(request, "only_topics"),
-        max_subtopic_size=params.integer(request, "max_subtopic_size", 0, low=1) or None,
-        topic_limits=topic_limits(request),
+    model_config = ConfigDict(allow_inf_nan=False)
+    prefer_topics: list[str] = Field([], description="topics to put first, in this order")
+    only_topics: list[str] = Field([], description="show only these topics")
+    max_subtopic_size: int | None = Field(None, ge=1, le=MAX_COUNT, description="most sub_topics shown per topic")
+    topic_limits_json: Json[dict[str, Count]] | None = Field(
+        None, description="JSON object: topic → most sub_topics shown (overrides max_subtopic_size)"
     )
+    chats_str: Json[list[ChatMessage]] | None = Field(None, description="JSON list of the app's recent {role, content} messages")
+
+    def profile_filter(self) -> ProfileFilter:
+        """The slot filter these parameters ask for; the caller adds ``topk``, budgets and chats."""
+        return ProfileFilter(
+            prefer_topics=tuple(self.prefer_topics),
+            only_topics=tuple(self.only_topics),
+            max_subtopic_size=self.max_subtopic_size,
+            topic_limits=self.topic_limits_json or {},
+        )
+
+    def chats(self) -> list[ChatMessage]:
+        return self.chats_str or []

@@ -1,19 +1,23 @@
-"""Request bodies in Memobase's wire format, validated with pydantic."""
+"""Request bodies and the answers several routes share, in Memobase's wire format (pydantic)."""
 
 import uuid
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timezone
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
 
 from api.envelope import describe_validation, invalid
-from streams.events import BlobInserted, BlobType, ChatMessage, utc_now
+from streams.events import BlobInserted, BlobType, ChatMessage, ChatModalResponse, EventData, utc_now
+
+# What ClickHouse's DateTime64 columns hold; a time outside would be stored as another time.
+EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2299, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
 
 
 class UserBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     data: dict[str, Any] | None = None
-    id: str | None = None
+    id: Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})] | None = None
 
     @field_validator("id")
     @classmethod
@@ -67,9 +71,23 @@ BLOB_DATA: dict[BlobType, type[BaseModel]] = {
 class InsertBlobBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     blob_type: BlobType
-    blob_data: dict[str, Any]
+    blob_data: dict[str, Any] = Field(
+        description="by blob_type: chat {messages: [{role: user|assistant, content, alias?, created_at?}]}, "
+        "doc {content}, summary {summary}, code {content, language?}, image {url?, base64?}, "
+        "transcript {transcripts: [{content, start_timestamp_in_seconds, end_time_timestamp_in_seconds?, speaker?}]}"
+    )
     fields: dict[str, Any] | None = None
-    created_at: datetime | None = None
+    created_at: datetime | None = Field(None, description="when the blob happened (default: now); UTC unless it has a time zone")
+
+    @field_validator("created_at")
+    @classmethod
+    def _storable(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        if not EARLIEST <= value <= LATEST:
+            raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
+        return value
 
     def checked_data(self) -> dict[str, Any]:
         """``blob_data`` validated against its type's shape (errors are reported under blob_data)."""
@@ -99,3 +117,43 @@ def new_blob(
         fields=fields,
         created_at=created_at or utc_now(),
     )
+
+
+class WaitQuery(BaseModel):
+    """``wait_process`` and ``wait_timeout``, for the calls that can wait for their task."""
+
+    wait_process: bool = Field(False, description="answer once the processing that covers this request has finished")
+    wait_timeout: float | None = Field(
+        None, ge=0, le=3600, allow_inf_nan=False,
+        description="seconds to wait (default MEMSTREAM_WAIT_TIMEOUT); past it errno 504, and the task goes on",
+    )
+
+    def timeout(self, default: float) -> float:
+        return default if self.wait_timeout is None else self.wait_timeout
+
+
+class Id(BaseModel):
+    id: str
+
+
+class Ids(BaseModel):
+    ids: list[str]
+
+
+class Accepted(BaseModel):
+    """An insert the broker has: its id and task; ``chat_results`` only with ``wait_process=true``."""
+
+    id: str
+    task_id: str
+    chat_results: list[ChatModalResponse] | None = None
+
+
+class Event(BaseModel):
+    id: str
+    event_data: EventData
+    created_at: datetime
+    updated_at: datetime
+
+
+class EventList(BaseModel):
+    events: list[Event]

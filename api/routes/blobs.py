@@ -1,28 +1,45 @@
 """Blobs: insert (async by default), read, list, delete."""
 
+from datetime import datetime
+from typing import Any
+
 from aiohttp import web
+from pydantic import BaseModel, Field
 
 from api import params
 from api.deps import deps, project_of, until_visible
+from api.endpoint import endpoint
 from api.envelope import not_found, ok
-from api.models import InsertBlobBody, new_blob
+from api.models import Accepted, Ids, InsertBlobBody, WaitQuery, new_blob
 from api.outcomes import task_outcome
 from api.waiter import within
 from projections.blobs import get_blob, list_blob_ids
-from streams.events import BUFFERED_BLOB_TYPES, BlobDeleted
+from streams.events import BUFFERED_BLOB_TYPES, BlobDeleted, BlobType
 
 routes = web.RouteTableDef()
 
 
+class Blob(BaseModel):
+    blob_type: BlobType
+    blob_data: dict[str, Any]
+    fields: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PageQuery(BaseModel):
+    page: int = Field(0, ge=0, le=1_000_000)
+    page_size: int = Field(10, ge=1, le=1000)
+
+
 @routes.post("/api/v1/blobs/insert/{user_id}")
-async def insert_blob(request: web.Request) -> web.Response:
+@endpoint("Insert a blob; it is processed later unless wait_process=true", query=WaitQuery, body=InsertBlobBody, data=Accepted)
+async def insert_blob(request: web.Request, query: WaitQuery, body: InsertBlobBody) -> web.Response:
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    wait = params.flag(request, "wait_process")
-    timeout = params.number(request, "wait_timeout", d.settings.wait_timeout)
-    payload = await params.body(request, InsertBlobBody)
-    record = new_blob(project, user_id, payload.blob_type, payload.checked_data(), payload.fields, payload.created_at)
+    timeout = query.timeout(d.settings.wait_timeout)
+    record = new_blob(project, user_id, body.blob_type, body.checked_data(), body.fields, body.created_at)
     answer = {"id": record.blob_id, "task_id": record.task_id}
-    if not wait:
+    if not query.wait_process:
         await d.producer.send(d.settings.topic_ingest, record)
         return ok(answer)
     async with d.waiter.expect(record.task_id) as expected:
@@ -35,9 +52,10 @@ async def insert_blob(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/blobs/{user_id}/{blob_id}")
+@endpoint("Read a blob as inserted", data=Blob)
 async def read_blob(request: web.Request) -> web.Response:
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    blob_id = params.uuid_param(request, "blob_id")
+    blob_id = params.path(request, "blob_id")
     blob = await get_blob(d.store, project, user_id, blob_id)
     if blob is None:
         raise not_found(f"blob {blob_id}")
@@ -45,9 +63,10 @@ async def read_blob(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/blobs/{user_id}/{blob_id}")
+@endpoint("Delete a blob")
 async def delete_blob(request: web.Request) -> web.Response:
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    blob_id = params.uuid_param(request, "blob_id")
+    blob_id = params.path(request, "blob_id")
     if await get_blob(d.store, project, user_id, blob_id) is None:
         raise not_found(f"blob {blob_id}")
     await d.producer.send(d.settings.topic_ingest, BlobDeleted(project_id=project, user_id=user_id, blob_id=blob_id))
@@ -60,10 +79,8 @@ async def delete_blob(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/users/blobs/{user_id}/{blob_type}")
-async def list_blobs(request: web.Request) -> web.Response:
+@endpoint("The ids of a user's blobs of one type, oldest first", query=PageQuery, data=Ids)
+async def list_blobs(request: web.Request, query: PageQuery) -> web.Response:
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    blob_type = params.blob_type(request)
-    page = params.integer(request, "page", 0)
-    page_size = params.integer(request, "page_size", 10, low=1, high=1000)
-    ids = await list_blob_ids(d.store, project, user_id, blob_type.value, page, page_size)
+    ids = await list_blob_ids(d.store, project, user_id, params.blob_type(request).value, query.page, query.page_size)
     return ok({"ids": ids})

@@ -12,11 +12,14 @@ from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, Field
 
-from api import memory_params, params
+from api import params
 from api.context import DEFAULT_TEMPLATE, Budget, ContextParts, build_context, check_template, event_line, message_line
 from api.deps import Deps, deps, project_of
+from api.endpoint import endpoint
 from api.envelope import invalid, ok
+from api.memory_params import MAX_COUNT, TopicsQuery
 from api.profile_filters import profile_line, select_profiles
 from api.query_embedding import query_embedding
 from projections.events import recent_events
@@ -34,46 +37,58 @@ QUERY_MESSAGES = 3  # the latest chats that make the event search query
 QUERY_TOKENS = 512
 
 
+class Context(BaseModel):
+    context: str
+
+
+class ContextQuery(TopicsQuery):
+    max_token_size: int = Field(1000, ge=1, le=MAX_COUNT, description="most tokens in the context (cl100k)")
+    profile_event_ratio: float = Field(0.6, ge=0, le=1, description="share of the budget for the profile")
+    fill_window_with_events: bool = Field(False, description="give the profile's unused share to events")
+    customize_context_prompt: str = Field(
+        "", description="a template with {profile_section}, {event_section} and optionally {working_memory_section}"
+    )
+    require_event_summary: bool = Field(False, description="leave out events without a summary")
+    time_range_in_days: int = Field(180, ge=1, le=36_500, description="only events from the last this many days")
+    event_similarity_threshold: float = Field(0.2, ge=0, le=1, description="lowest similarity of events found for chats_str")
+    full_profile_and_only_search_event: bool = Field(True, description="false: chats_str also ranks the profile")
+
+
 async def _events(
-    d: Deps, project: str, user_id: str, chats: list[ChatMessage], days: int, threshold: float, require_summary: bool
+    d: Deps, project: str, user_id: str, chats: list[ChatMessage], query: ContextQuery
 ) -> list[dict[str, Any]]:
+    days = query.time_range_in_days
     if chats:
-        query = truncate_to_tokens("\n".join(m.content for m in chats[-QUERY_MESSAGES:]), QUERY_TOKENS)
+        text = truncate_to_tokens("\n".join(m.content for m in chats[-QUERY_MESSAGES:]), QUERY_TOKENS)
         return await search_events(
-            d.store, project, user_id, query=query, query_embedding=await query_embedding(d, query),
-            topk=EVENT_CANDIDATES, similarity_threshold=threshold, time_range_in_days=days,
+            d.store, project, user_id, query=text, query_embedding=await query_embedding(d, text),
+            topk=EVENT_CANDIDATES, similarity_threshold=query.event_similarity_threshold, time_range_in_days=days,
         )
     return await recent_events(
-        d.store, project, user_id, EVENT_CANDIDATES, time_range_in_days=days, need_summary=require_summary
+        d.store, project, user_id, EVENT_CANDIDATES, time_range_in_days=days, need_summary=query.require_event_summary
     )
 
 
 @routes.get("/api/v1/users/context/{user_id}")
-async def get_context(request: web.Request) -> web.Response:
+@endpoint("The memory block for a prompt: profile, events and working memory", query=ContextQuery, data=Context)
+async def get_context(request: web.Request, query: ContextQuery) -> web.Response:
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    budget = Budget(
-        max_tokens=params.integer(request, "max_token_size", 1000, low=1, high=1_000_000),
-        profile_ratio=params.number(request, "profile_event_ratio", 0.6, low=0.0, high=1.0),
-        fill_window_with_events=params.flag(request, "fill_window_with_events"),
-    )
-    template = request.query.get("customize_context_prompt", "")
+    budget = Budget(query.max_token_size, query.profile_event_ratio, query.fill_window_with_events)
+    template = query.customize_context_prompt
     if template and (problem := check_template(template)):
         raise invalid(f"customize_context_prompt: {problem}")
-    require_summary = params.flag(request, "require_event_summary")
-    days = params.integer(request, "time_range_in_days", 180, low=1, high=36_500)
-    threshold = params.number(request, "event_similarity_threshold", 0.2, low=0.0, high=1.0)
-    chats = memory_params.chats(request)
-    spec = memory_params.profile_filter(request)
-    if not params.flag(request, "full_profile_and_only_search_event", True):
+    chats = query.chats()
+    spec = query.profile_filter()
+    if not query.full_profile_and_only_search_event:
         spec = replace(spec, chats=tuple(m.content for m in chats))
     slots, events, working = await asyncio.gather(
         list_profiles(d.store, project, user_id),
-        _events(d, project, user_id, chats, days, threshold, require_summary),
+        _events(d, project, user_id, chats, query),
         unprocessed_chats(d.store, project, user_id, WORKING_BLOBS),
     )
     parts = ContextParts(
         profiles=[profile_line(p) for p in select_profiles(slots, spec)],
-        events=[line for e in events if (line := event_line(e, require_summary))],
+        events=[line for e in events if (line := event_line(e, query.require_event_summary))],
         working=[message_line(m, blob["created_at"]) for blob in working for m in blob["messages"]],
     )
     return ok({"context": build_context(parts, budget, template or DEFAULT_TEMPLATE)})

@@ -9,13 +9,16 @@ query fails); ``data.search`` says which ran, each item's ``similarity`` holds i
 """
 
 from datetime import datetime, timezone
+from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from api import params
 from api.deps import Deps, deps, project_of, until_visible
+from api.endpoint import endpoint
 from api.envelope import invalid, not_found, ok
+from api.models import Event, EventList, Id
 from api.query_embedding import query_embedding
 from projections.events import event_text, events_with_tags, get_event, gist_ids, recent_events
 from projections.search import Criteria, search_events, search_gists
@@ -75,17 +78,12 @@ def within_tokens(events: list[Row], max_tokens: int) -> list[Row]:
     return taken
 
 
-def _optional_integer(request: web.Request, name: str, high: int) -> int | None:
-    """A positive integer parameter that means "no limit" when absent."""
-    return params.integer(request, name, 0, low=1, high=high) if request.query.get(name) else None
-
-
 def _utc(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
 
 
 def _event_ids(request: web.Request) -> tuple[Deps, str, str, str]:
-    return deps(request), project_of(request), params.user_id(request), params.uuid_param(request, "event_id")
+    return deps(request), project_of(request), params.user_id(request), params.path(request, "event_id")
 
 
 async def _existing_event(d: Deps, project: str, user_id: str, event_id: str) -> Row:
@@ -95,14 +93,61 @@ async def _existing_event(d: Deps, project: str, user_id: str, event_id: str) ->
     return event
 
 
-async def _criteria(request: web.Request, d: Deps) -> Criteria:
-    query = request.query.get("query", "").strip()
-    if not query:
-        raise invalid("query: a search text is required")
-    topk = params.integer(request, "topk", 10, low=1, high=MAX_TOPK)
-    threshold = params.number(request, "similarity_threshold", 0.2, low=0.0, high=1.0)
-    days = params.integer(request, "time_range_in_days", 180, low=1, high=MAX_DAYS)
-    return Criteria(query, await query_embedding(d, query), topk, threshold, days)
+Topk = Annotated[int, Field(ge=1, le=MAX_TOPK, description="most items returned")]
+Days = Annotated[int, Field(ge=1, le=MAX_DAYS, description="only items from the last this many days")]
+
+
+class EventsQuery(BaseModel):
+    topk: Topk = 10
+    max_token_size: int | None = Field(None, ge=1, le=1_000_000, description="most tokens the events' texts take together")
+    time_range_in_days: Days | None = None
+    need_summary: bool = Field(False, description="only events that have a summary (event_tip)")
+
+
+class TagsQuery(BaseModel):
+    tags: str = Field("", description="comma-separated tags the events must all have (any value)")
+    tag_values: str = Field("", description="comma-separated tag=value pairs the events must all have")
+    topk: Topk = 10
+
+
+class SearchQuery(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+    query: str = Field(pattern=r"\S", description="the text to search for")
+    topk: Topk = 10
+    similarity_threshold: float = Field(0.2, ge=0, le=1, description="lowest similarity returned")
+    time_range_in_days: Days = 180
+
+
+class FoundEvent(Event):
+    similarity: float
+
+
+class FoundEvents(BaseModel):
+    events: list[FoundEvent]
+    search: Literal["semantic", "lexical"]
+
+
+class GistData(BaseModel):
+    content: str
+
+
+class Gist(BaseModel):
+    id: str
+    event_id: str
+    gist_data: GistData
+    created_at: datetime
+    updated_at: datetime
+    similarity: float
+
+
+class FoundGists(BaseModel):
+    gists: list[Gist]
+    search: Literal["semantic", "lexical"]
+
+
+async def _criteria(d: Deps, query: SearchQuery) -> Criteria:
+    text = query.query.strip()
+    return Criteria(text, await query_embedding(d, text), query.topk, query.similarity_threshold, query.time_range_in_days)
 
 
 def _mode(criteria: Criteria) -> str:
@@ -110,26 +155,25 @@ def _mode(criteria: Criteria) -> str:
 
 
 @routes.get("/api/v1/users/event/{user_id}")
-async def get_events(request: web.Request) -> web.Response:
+@endpoint("The user's events, newest first", query=EventsQuery, data=EventList)
+async def get_events(request: web.Request, query: EventsQuery) -> web.Response:
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    topk = params.integer(request, "topk", 10, low=1, high=MAX_TOPK)
-    max_tokens = _optional_integer(request, "max_token_size", 1_000_000)
-    days = _optional_integer(request, "time_range_in_days", MAX_DAYS)
-    need_summary = params.flag(request, "need_summary")
-    events = await recent_events(d.store, project, user_id, topk, time_range_in_days=days, need_summary=need_summary)
-    return ok({"events": events if max_tokens is None else within_tokens(events, max_tokens)})
+    events = await recent_events(
+        d.store, project, user_id, query.topk, time_range_in_days=query.time_range_in_days, need_summary=query.need_summary
+    )
+    return ok({"events": events if query.max_token_size is None else within_tokens(events, query.max_token_size)})
 
 
 @routes.put("/api/v1/users/event/{user_id}/{event_id}")
-async def update_event(request: web.Request) -> web.Response:
+@endpoint("Merge fields into an event's event_data", body=EventPatch, data=Id)
+async def update_event(request: web.Request, body: EventPatch) -> web.Response:
     d, project, user_id, event_id = _event_ids(request)
-    patch = await params.body(request, EventPatch)
     event = await _existing_event(d, project, user_id, event_id)
     record = EventEdited(
         project_id=project,
         user_id=user_id,
         user_event_id=event["id"],
-        event_data=merge(EventData.model_validate(event["event_data"]), patch),
+        event_data=merge(EventData.model_validate(event["event_data"]), body),
         created_at=_utc(event["created_at"]),
         gist_ids=await gist_ids(d.store, project, user_id, event["id"]),
     )
@@ -144,6 +188,7 @@ async def update_event(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/users/event/{user_id}/{event_id}")
+@endpoint("Delete an event")
 async def delete_event(request: web.Request) -> web.Response:
     d, project, user_id, event_id = _event_ids(request)
     event = await _existing_event(d, project, user_id, event_id)
@@ -159,27 +204,28 @@ async def delete_event(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/users/event_tags/search/{user_id}")
-async def search_by_tags(request: web.Request) -> web.Response:
+@endpoint("Events having all the tags and tag=value pairs, newest first", query=TagsQuery, data=EventList)
+async def search_by_tags(request: web.Request, query: TagsQuery) -> web.Response:
     """Events with ALL of ``tags`` (any value) and ALL of ``tag_values`` (exact), newest first."""
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    tags = parse_tags(request.query.get("tags", ""))
-    pairs = parse_tag_values(request.query.get("tag_values", ""))
-    topk = params.integer(request, "topk", 10, low=1, high=MAX_TOPK)
-    events = await events_with_tags(d.store, project, user_id, tags=tags, tag_pairs=pairs, topk=topk)
+    tags, pairs = parse_tags(query.tags), parse_tag_values(query.tag_values)
+    events = await events_with_tags(d.store, project, user_id, tags=tags, tag_pairs=pairs, topk=query.topk)
     return ok({"events": events})
 
 
 @routes.get("/api/v1/users/event/search/{user_id}")
-async def search(request: web.Request) -> web.Response:
+@endpoint("Search the user's events, best match first", query=SearchQuery, data=FoundEvents)
+async def search(request: web.Request, query: SearchQuery) -> web.Response:
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    criteria = await _criteria(request, d)
+    criteria = await _criteria(d, query)
     events = await search_events(d.store, project, user_id, **vars(criteria))
     return ok({"events": events, "search": _mode(criteria)})
 
 
 @routes.get("/api/v1/users/event_gist/search/{user_id}")
-async def search_gist(request: web.Request) -> web.Response:
+@endpoint("Search the user's event gists, best match first", query=SearchQuery, data=FoundGists)
+async def search_gist(request: web.Request, query: SearchQuery) -> web.Response:
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    criteria = await _criteria(request, d)
+    criteria = await _criteria(d, query)
     gists = await search_gists(d.store, project, user_id, criteria)
     return ok({"gists": gists, "search": _mode(criteria)})

@@ -13,8 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api import params
 from api.deps import Deps, deps, project_of
+from api.endpoint import endpoint
 from api.envelope import ok
-from api.models import new_blob
+from api.models import Accepted, WaitQuery, new_blob
 from api.outcomes import task_outcome
 from streams.events import BlobInserted, BlobType, FlushRequested
 
@@ -32,18 +33,16 @@ async def _send(d: Deps, blob: BlobInserted, flush: FlushRequested) -> None:
 
 
 @routes.post("/api/v1/users/profile/import/{user_id}")
-async def import_profile(request: web.Request) -> web.Response:
+@endpoint("Import a text about the user: one chat message and a flush", query=WaitQuery, body=ImportBody, data=Accepted)
+async def import_profile(request: web.Request, query: WaitQuery, body: ImportBody) -> web.Response:
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    wait = params.flag(request, "wait_process")
-    timeout = params.number(request, "wait_timeout", d.settings.wait_timeout)
-    text = (await params.body(request, ImportBody)).context
-    blob = new_blob(project, user_id, BlobType.chat, {"messages": [{"role": "user", "content": text}]})
+    blob = new_blob(project, user_id, BlobType.chat, {"messages": [{"role": "user", "content": body.context}]})
     flush = FlushRequested(project_id=project, user_id=user_id, blob_type=BlobType.chat, task_id=str(uuid.uuid4()))
     answer = {"id": blob.blob_id, "task_id": blob.task_id}
-    if not wait:
+    if not query.wait_process:
         await _send(d, blob, flush)
         return ok(answer)
     async with d.waiter.expect(blob.task_id) as expected:
         await _send(d, blob, flush)
-        results = await task_outcome(d, project, blob.task_id, expected.finished, timeout)
+        results = await task_outcome(d, project, blob.task_id, expected.finished, query.timeout(d.settings.wait_timeout))
     return ok({**answer, "chat_results": results})

@@ -7,14 +7,18 @@ the content did not change.
 """
 
 from dataclasses import replace
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from api import memory_params, params
+from api import params
 from api.deps import Deps, deps, project_of, until_visible
+from api.endpoint import endpoint
 from api.envelope import not_found, ok
+from api.memory_params import MAX_COUNT, TopicsQuery
+from api.models import Id
 from api.profile_filters import select_profiles
 from projections.history import change_recorded, slot_history
 from projections.profiles import get_profile, list_profiles
@@ -29,10 +33,25 @@ routes = web.RouteTableDef()
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
+def _one_name(value: str) -> str:
+    if "::" in value:
+        raise ValueError("must not contain '::' (it joins topic and sub_topic in a slot's key)")
+    return value
+
+
+# Slots are keyed "topic::sub_topic": a "::" inside a name would make two slots one.
+Name = Annotated[Text, AfterValidator(_one_name), Field(json_schema_extra={"not": {"pattern": "::"}})]
+
+
 class SlotName(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    topic: Text
-    sub_topic: Text
+    topic: Name
+    sub_topic: Name
+
+
+class Attributes(BaseModel):
+    topic: str
+    sub_topic: str
 
 
 class ProfileBody(BaseModel):
@@ -47,6 +66,40 @@ class ProfileBody(BaseModel):
         return normalise(self.attributes.topic), normalise(self.attributes.sub_topic)
 
 
+class Slot(BaseModel):
+    id: str
+    content: str
+    attributes: Attributes
+    created_at: datetime
+    updated_at: datetime
+
+
+class SlotList(BaseModel):
+    profiles: list[Slot]
+
+
+class Change(BaseModel):
+    profile_id: str
+    change_id: str
+    op: Literal["add", "update", "delete"]
+    topic: str
+    sub_topic: str
+    content: str
+    source: Literal["flush", "manual"]
+    source_id: str
+    at: datetime
+
+
+class History(BaseModel):
+    profile_id: str
+    history: list[Change]
+
+
+class ProfileQuery(TopicsQuery):
+    topk: int | None = Field(None, ge=1, le=MAX_COUNT, description="most slots returned")
+    max_token_size: int | None = Field(None, ge=1, le=MAX_COUNT, description="most tokens the slots' lines take together")
+
+
 def profile_json(row: dict) -> dict:
     return {
         "id": row["id"],
@@ -58,14 +111,13 @@ def profile_json(row: dict) -> dict:
 
 
 @routes.get("/api/v1/users/profile/{user_id}")
-async def get_profile_list(request: web.Request) -> web.Response:
+@endpoint("The user's profile slots", query=ProfileQuery, data=SlotList)
+async def get_profile_list(request: web.Request, query: ProfileQuery) -> web.Response:
     """Slots filtered and ordered by ``api.profile_filters``; ``chats_str`` ranks those the chats are about first."""
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
     spec = replace(
-        memory_params.profile_filter(request),
-        topk=params.integer(request, "topk", 0, low=1) or None,
-        max_token_size=params.integer(request, "max_token_size", 0, low=1) or None,
-        chats=tuple(m.content for m in memory_params.chats(request)),
+        query.profile_filter(), topk=query.topk, max_token_size=query.max_token_size,
+        chats=tuple(m.content for m in query.chats()),
     )
     rows = select_profiles(await list_profiles(d.store, project, user_id), spec)
     return ok({"profiles": [profile_json(r) for r in rows]})
@@ -82,7 +134,7 @@ async def _edit(d: Deps, record: ProfileEdited, profile_id: str) -> None:
 
 
 async def _existing(d: Deps, project: str, user_id: str, request: web.Request) -> dict[str, Any]:
-    profile_id = params.uuid_param(request, "profile_id")
+    profile_id = params.path(request, "profile_id")
     row = await get_profile(d.store, project, user_id, profile_id)
     if row is None:
         raise not_found(f"profile {profile_id}")
@@ -90,10 +142,10 @@ async def _existing(d: Deps, project: str, user_id: str, request: web.Request) -
 
 
 @routes.post("/api/v1/users/profile/{user_id}")
-async def add_profile(request: web.Request) -> web.Response:
+@endpoint("Fill a profile slot", body=ProfileBody, data=Id)
+async def add_profile(request: web.Request, body: ProfileBody) -> web.Response:
     """Fill ``topic::sub_topic``; an existing slot there is updated and keeps its id. The user must exist."""
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    body = await params.body(request, ProfileBody)
     if await get_user(d.store, project, user_id) is None:
         raise not_found(f"user {user_id}")
     topic, sub_topic = body.slot()
@@ -104,10 +156,10 @@ async def add_profile(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/users/profile/{user_id}/{profile_id}")
-async def update_profile(request: web.Request) -> web.Response:
+@endpoint("Rewrite or move a profile slot", body=ProfileBody, data=Id)
+async def update_profile(request: web.Request, body: ProfileBody) -> web.Response:
     """Rewrite a slot; another topic/sub_topic moves it there, and its id becomes that slot's id."""
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    body = await params.body(request, ProfileBody)
     current = await _existing(d, project, user_id, request)
     topic, sub_topic = body.slot()
     record = ProfileEdited(
@@ -120,6 +172,7 @@ async def update_profile(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/users/profile/{user_id}/{profile_id}")
+@endpoint("Delete a profile slot")
 async def delete_profile(request: web.Request) -> web.Response:
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
     current = await _existing(d, project, user_id, request)
@@ -128,6 +181,7 @@ async def delete_profile(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/users/profile/{user_id}/{profile_id}/history")
+@endpoint("The changes of one profile slot, oldest first", data=History)
 async def get_history(request: web.Request) -> web.Response:
     """``{"profile_id", "history": [{profile_id, change_id, op, topic, sub_topic, content, source, source_id, at}]}``.
 
@@ -137,7 +191,7 @@ async def get_history(request: web.Request) -> web.Response:
     tells them apart). A deleted slot keeps its history; one that never existed is errno 404.
     """
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    profile_id = params.uuid_param(request, "profile_id")
+    profile_id = params.path(request, "profile_id")
     changes = await slot_history(d.store, project, user_id, profile_id)
     if not changes:
         raise not_found(f"profile {profile_id}")

@@ -5,14 +5,15 @@ Billing answers in Memobase's shape, but Memstream has no token quota: ``token_l
 is what the project's LLM calls spent this UTC month, from the ``usage`` read model.
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from api import params
 from api.deps import deps, project_of, until_visible
-from api.envelope import ApiError, invalid, ok
+from api.endpoint import endpoint
+from api.envelope import ApiError, ok
 from projections.configs import get_config
 from projections.rows import version_of
 from projections.usage import daily_usage, tokens_since
@@ -28,17 +29,64 @@ class ProfileConfigBody(BaseModel):
     profile_config: str | None  # null resets to the default config, like an empty text
 
 
+class ProfileConfig(BaseModel):
+    profile_config: str
+
+
+class UsersQuery(BaseModel):
+    search: str = Field("", description="only users whose id or data contains this text (case-insensitive)")
+    order_by: Literal[USER_ORDERS] = "updated_at"  # type: ignore[valid-type]  # Literal of the tuple's values
+    order_desc: bool = True
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=10**9)
+
+
+class ProjectUser(BaseModel):
+    id: str
+    data: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    profile_count: int
+    event_count: int
+
+
+class UserPage(BaseModel):
+    users: list[ProjectUser]
+    count: int
+
+
+class UsageQuery(BaseModel):
+    last_days: int = Field(7, ge=1, le=3660)
+
+
+class DailyUsage(BaseModel):
+    date: str
+    total_insert: int
+    total_success_insert: int
+    total_input_token: int
+    total_output_token: int
+    total_llm_calls: int
+
+
+class Billing(BaseModel):
+    token_left: None
+    next_refill_at: None
+    project_token_cost_month: int
+
+
 @routes.get("/api/v1/project/profile_config")
+@endpoint("The project's profile config (YAML)", data=ProfileConfig)
 async def read_profile_config(request: web.Request) -> web.Response:
     config = await get_config(deps(request).store, project_of(request))
     return ok({"profile_config": config["config_yaml"] if config else ""})
 
 
 @routes.post("/api/v1/project/profile_config")
-async def update_profile_config(request: web.Request) -> web.Response:
+@endpoint("Set the project's profile config (errno 400 naming a bad line or key)", body=ProfileConfigBody)
+async def update_profile_config(request: web.Request, body: ProfileConfigBody) -> web.Response:
     """Validate the YAML, log it, and answer once the read model shows it (bounded wait)."""
     d, project = deps(request), project_of(request)
-    text = (await params.body(request, ProfileConfigBody)).profile_config or ""
+    text = body.profile_config or ""
     try:
         parse(text)
     except ConfigError as exc:
@@ -56,33 +104,27 @@ async def update_profile_config(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/project/users")
-async def project_users(request: web.Request) -> web.Response:
-    d = deps(request)
-    order_by = request.query.get("order_by") or "updated_at"
-    if order_by not in USER_ORDERS:
-        raise invalid(f"order_by: '{order_by}' is not one of {', '.join(USER_ORDERS)}")
+@endpoint("A page of the project's users, with their profile and event counts", query=UsersQuery, data=UserPage)
+async def project_users(request: web.Request, query: UsersQuery) -> web.Response:
     users, count = await list_users(
-        d.store,
-        project_of(request),
-        search=request.query.get("search", ""),
-        order_by=order_by,
-        descending=params.flag(request, "order_desc", True),
-        limit=params.integer(request, "limit", 10, low=1, high=1000),
-        offset=params.integer(request, "offset", 0, high=10**9),
+        deps(request).store, project_of(request), search=query.search, order_by=query.order_by,
+        descending=query.order_desc, limit=query.limit, offset=query.offset,
     )
     return ok({"users": users, "count": count})
 
 
 @routes.get("/api/v1/project/usage")
-async def project_usage(request: web.Request) -> web.Response:
+@endpoint("LLM tokens and inserts per UTC day", query=UsageQuery, data=list[DailyUsage])
+async def project_usage(request: web.Request, query: UsageQuery) -> web.Response:
     """Memobase's ``DailyUsage`` list, oldest day first, today (UTC) last."""
-    last_days = params.integer(request, "last_days", 7, low=1, high=3660)
     today = utc_now().date()
-    days = await daily_usage(deps(request).store, project_of(request), today - timedelta(days=last_days - 1), today)
+    first = today - timedelta(days=query.last_days - 1)
+    days = await daily_usage(deps(request).store, project_of(request), first, today)
     return ok(days)
 
 
 @routes.get("/api/v1/project/billing")
+@endpoint("Tokens spent this UTC month (no quota: token_left and next_refill_at are null)", data=Billing)
 async def project_billing(request: web.Request) -> web.Response:
     month_start = utc_now().date().replace(day=1)
     spent = await tokens_since(deps(request).store, project_of(request), month_start)

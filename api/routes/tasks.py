@@ -1,18 +1,33 @@
 """Task status (MemOS style): every insert and flush has a task id."""
 
+from datetime import datetime
+from typing import Literal
+
 from aiohttp import web
 from pydantic import BaseModel
 
 from api import params
 from api.deps import deps, project_of
+from api.endpoint import endpoint
 from api.envelope import not_found, ok
 from projections.tasks import get_task
+from streams.events import ChatModalResponse
 
 routes = web.RouteTableDef()
 
 
-class StatusQuery(BaseModel):
+class TaskRef(BaseModel):
     task_id: str
+
+
+class Task(BaseModel):
+    task_id: str
+    user_id: str
+    status: Literal["running", "completed", "failed"]
+    error: str | None
+    results: list[ChatModalResponse]
+    created_at: datetime
+    updated_at: datetime
 
 
 async def task_answer(request: web.Request, task_id: str) -> web.Response:
@@ -23,12 +38,13 @@ async def task_answer(request: web.Request, task_id: str) -> web.Response:
 
 
 @routes.get("/api/v1/tasks/{task_id}")
+@endpoint("A task's status: running, completed or failed (with its error)", data=Task)
 async def task_status(request: web.Request) -> web.Response:
-    return await task_answer(request, request.match_info["task_id"])
+    return await task_answer(request, params.path(request, "task_id"))
 
 
 @routes.post("/api/v1/get/status")
-async def task_status_memos(request: web.Request) -> web.Response:
+@endpoint("The same, in MemOS's form", body=TaskRef, data=Task)
+async def task_status_memos(request: web.Request, body: TaskRef) -> web.Response:
     """MemOS's form of the same question: ``{"task_id": …}`` in the body."""
-    query = await params.body(request, StatusQuery)
-    return await task_answer(request, query.task_id)
+    return await task_answer(request, body.task_id)

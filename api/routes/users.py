@@ -1,27 +1,38 @@
 """Users: create, read, update, delete (Memobase ``/api/v1/users``)."""
 
 import uuid
+from datetime import datetime
+from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from api import params
 from api.deps import deps, project_of, until_visible
+from api.endpoint import endpoint
 from api.envelope import ApiError, not_found, ok
-from api.models import UserBody
+from api.models import Id, UserBody
 from projections.users import get_user
 from streams.events import UserCreated, UserDeleted, UserUpdated
 
 routes = web.RouteTableDef()
 
 
+class User(BaseModel):
+    id: str
+    data: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
 @routes.post("/api/v1/users")
-async def create_user(request: web.Request) -> web.Response:
+@endpoint("Create a user (errno 409 when the id is taken)", body=UserBody, body_required=False, data=Id)
+async def create_user(request: web.Request, body: UserBody) -> web.Response:
     d, project = deps(request), project_of(request)
-    payload = await params.body(request, UserBody, required=False)
-    user_id = payload.id or str(uuid.uuid4())
+    user_id = body.id or str(uuid.uuid4())
     if await get_user(d.store, project, user_id) is not None:
         raise ApiError(409, f"user {user_id} already exists")
-    await d.producer.send(d.settings.topic_ingest, UserCreated(project_id=project, user_id=user_id, data=payload.data))
+    await d.producer.send(d.settings.topic_ingest, UserCreated(project_id=project, user_id=user_id, data=body.data))
 
     async def visible() -> bool:
         return await get_user(d.store, project, user_id) is not None
@@ -31,6 +42,7 @@ async def create_user(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/users/{user_id}")
+@endpoint("Read a user", data=User)
 async def read_user(request: web.Request) -> web.Response:
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
     user = await get_user(d.store, project, user_id)
@@ -40,12 +52,12 @@ async def read_user(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/users/{user_id}")
-async def update_user(request: web.Request) -> web.Response:
+@endpoint("Replace a user's data", body=UserBody, body_required=False, data=Id)
+async def update_user(request: web.Request, body: UserBody) -> web.Response:
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    payload = await params.body(request, UserBody, required=False)
     if await get_user(d.store, project, user_id) is None:
         raise not_found(f"user {user_id}")
-    record = UserUpdated(project_id=project, user_id=user_id, data=payload.data)
+    record = UserUpdated(project_id=project, user_id=user_id, data=body.data)
     await d.producer.send(d.settings.topic_ingest, record)
 
     async def visible() -> bool:
@@ -57,6 +69,7 @@ async def update_user(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/users/{user_id}")
+@endpoint("Delete a user and everything about them")
 async def delete_user(request: web.Request) -> web.Response:
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
     if await get_user(d.store, project, user_id) is None:
