@@ -1,4 +1,5 @@
-"""The ``memstream`` command: dev (everything local, one process), worker, api, migrate, project."""
+"""The ``memstream`` command: dev (everything local, one process), worker, api, migrate, project,
+rebuild (the read models from the log) and replay-dead-letters (parked flushes)."""
 
 import argparse
 import asyncio
@@ -8,9 +9,14 @@ import signal
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
+from memstream.dead_letters import replay_dead_letters
 from memstream.projects_admin import ProjectExists, create_project
+from memstream.rebuild import RebuildRefused, rebuild
 from memstream.settings import Settings
 from memstream.stack import Stack
+from projections.replay import ReplayStats
 from projections.schema import migrate
 from projections.store import open_store
 from scripts.broker import LocalBroker
@@ -94,6 +100,54 @@ async def run_migrate() -> None:
         await store.close()
 
 
+class _ProgressBar:
+    """Records replayed, records/s and ETA; opened at the first report, which carries the total
+    (so a refused rebuild draws no bar)."""
+
+    def __init__(self) -> None:
+        self._bar: tqdm | None = None
+
+    def __call__(self, stats: ReplayStats) -> None:
+        if self._bar is None:
+            self._bar = tqdm(total=stats.total, desc="replaying the log", unit=" records", unit_scale=True)
+        self._bar.update(stats.read - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+async def run_rebuild(into: str | None) -> int:
+    settings = Settings()
+    store = await open_store(settings.clickhouse_url, settings.clickhouse_database)
+    bar = _ProgressBar()
+    try:
+        done = await rebuild(settings, store, into, progress=bar)
+    except RebuildRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+        await store.close()
+    stats = done.stats
+    print(f"rebuilt database {done.database} from {stats.read} records ({stats.skipped} undecodable, skipped); "
+          f"projection group {done.group} continues after them")
+    if into:
+        print(f"to serve it, restart the workers and then the API with\n"
+              f"  MEMSTREAM_CLICKHOUSE_DATABASE={done.database} MEMSTREAM_PROJECTION_GROUP={done.group}\n"
+              f"stop the old workers, and drop database {settings.clickhouse_database} once nothing reads it")
+    return 0
+
+
+async def run_replay_dead_letters() -> None:
+    settings = Settings()
+    store = await open_store(settings.clickhouse_url, settings.clickhouse_database)
+    try:
+        print((await replay_dead_letters(settings, store)).summary())
+    finally:
+        await store.close()
+
+
 async def run_project_create(name: str) -> int:
     try:
         token = await create_project(Settings(), name)
@@ -114,6 +168,13 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("worker", help="Faust agents and projection writer (external Kafka and ClickHouse)")
     commands.add_parser("api", help="the HTTP API (external Kafka and ClickHouse)")
     commands.add_parser("migrate", help="create or upgrade the ClickHouse schema")
+    rebuild_cmd = commands.add_parser(
+        "rebuild", help="drop the read models and replay the topics into them (stop the workers first, or use --into)"
+    )
+    rebuild_cmd.add_argument("--into", metavar="DB", help="rebuild into this fresh database instead, beside the live one")
+    commands.add_parser(
+        "replay-dead-letters", help="send parked flushes back to extraction, once each (when the LLM answers again)"
+    )
     project_cmd = commands.add_parser("project", help="manage projects").add_subparsers(dest="action", required=True)
     project_create = project_cmd.add_parser("create", help="create a project and print its token sk-<project>-<secret>")
     project_create.add_argument("name")
@@ -129,5 +190,9 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(serve(worker=False, api=True))
     elif args.command == "project":
         sys.exit(asyncio.run(run_project_create(args.name)))
+    elif args.command == "rebuild":
+        sys.exit(asyncio.run(run_rebuild(args.into)))
+    elif args.command == "replay-dead-letters":
+        asyncio.run(run_replay_dead_letters())
     else:
         asyncio.run(run_migrate())

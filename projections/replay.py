@@ -10,13 +10,15 @@ Partitions are therefore merged one record at a time, oldest head first, while t
 writes stay as large as the writer's.
 
 Replay stops at the end offsets taken when it starts, so it terminates beside a running
-system; whatever is appended later is the live writer's business.
+system; whatever is appended later is the live writer's business. The offsets it read between
+are in its stats (``begins``, ``ends``), so a caller can check the log still starts at its
+first record before writing anything (``prepare``) and hand the ends to a consumer group after.
 """
 
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
@@ -36,9 +38,12 @@ class ReplayStats:
     read: int = 0
     skipped: int = 0  # undecodable records, logged and passed over as the writer does
     by_topic: dict[str, int] = field(default_factory=dict)
+    begins: dict[TopicPartition, int] = field(default_factory=dict)  # first offset each partition still holds
+    ends: dict[TopicPartition, int] = field(default_factory=dict)  # where the replay stops
 
 
 Progress = Callable[[ReplayStats], None]
+Prepare = Callable[[ReplayStats], Awaitable[None]]
 
 
 def replayed_topics(settings: Settings) -> list[str]:
@@ -47,10 +52,16 @@ def replayed_topics(settings: Settings) -> list[str]:
 
 
 async def replay(
-    settings: Settings, store: Store, progress: Progress | None = None, batch_size: int | None = None
+    settings: Settings,
+    store: Store,
+    progress: Progress | None = None,
+    batch_size: int | None = None,
+    prepare: Prepare | None = None,
 ) -> ReplayStats:
     """Replay every record the topics hold now into ``store``'s database, which must be migrated
-    (and should be empty); ``progress`` is called after each batch written and at the end."""
+    (and should be empty) by the first write; ``prepare`` is awaited once the bounds are known,
+    before anything is written (raising there aborts the replay); ``progress`` is called after
+    each batch written and at the end."""
     topics = replayed_topics(settings)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False)
     await consumer.start()
@@ -62,7 +73,11 @@ async def replay(
         ends = await consumer.end_offsets(tps)
         for tp in tps:
             consumer.seek(tp, begins[tp])
-        stats = ReplayStats(total=sum(ends[tp] - begins[tp] for tp in tps), by_topic=dict.fromkeys(topics, 0))
+        stats = ReplayStats(
+            total=sum(ends[tp] - begins[tp] for tp in tps), by_topic=dict.fromkeys(topics, 0), begins=begins, ends=ends
+        )
+        if prepare:
+            await prepare(stats)
         merge = _Merge(consumer, {tp: ends[tp] for tp in tps if ends[tp] > begins[tp]}, topics)
         ops: list[Op] = []
         pending = 0

@@ -7,6 +7,7 @@ new ones, and ``FINAL`` reads see the latest state. Rows are ordered by
 """
 
 import logging
+import re
 
 from projections.store import Store
 
@@ -115,3 +116,21 @@ async def migrate(store: Store) -> list[int]:
         log.info("applied migration %d: %s", version, name)
         applied.append(version)
     return applied
+
+
+_CREATED = re.compile(r"CREATE TABLE IF NOT EXISTS \{db\}\.(\w+)")
+
+
+def schema_tables() -> list[str]:
+    """The tables the migrations create, in the order they are created."""
+    return [name for _, _, statements in MIGRATIONS for sql in statements for name in _CREATED.findall(sql)]
+
+
+async def drop_schema(store: Store) -> list[str]:
+    """Drop the read models and the record of the migrations, so ``migrate`` creates them again;
+    whatever else the database holds (an analyst's tables, views, users) is left alone."""
+    dropped = [*schema_tables(), "schema_migrations"]
+    for table in dropped:
+        # SYNC: the name and the data are gone when this returns, so the next CREATE cannot meet them.
+        await store.command(f"DROP TABLE IF EXISTS {store.database}.{table} SYNC")
+    return dropped

@@ -114,11 +114,14 @@ async def retrying(settings: Settings, what: str, call: Callable[[], Awaitable[T
     raise AssertionError("unreachable: the loop returns or raises")
 
 
-def usage_recorded(flushed: BufferFlushed, usage: Usage) -> UsageRecorded:
+def usage_recorded(flushed: BufferFlushed, usage: Usage, processing: str) -> UsageRecorded:
+    """The tokens one processing of a flush spent. ``processing`` names the flushes-topic record
+    (partition:offset), so a flush replayed from the dead letters is billed again, while the same
+    record processed twice after a crash is not."""
     return UsageRecorded(
         project_id=flushed.project_id,
         user_id=flushed.user_id,
-        event_id=derived_id(flushed.flush_id, "usage"),
+        event_id=derived_id(flushed.flush_id, "usage", processing),
         source_id=flushed.flush_id,
         **usage.model_dump(),  # model, calls, input_tokens, output_tokens
     )
@@ -169,7 +172,7 @@ def register(
             ),
         )
 
-    async def on_flush(flushed: BufferFlushed, raw: bytes) -> None:
+    async def on_flush(flushed: BufferFlushed, raw: bytes, processing: str) -> None:
         await directory.catch_up()  # a config acknowledged before this flush is the one used
         config = directory.config(flushed.project_id)
         key = flushed.key.decode()
@@ -201,7 +204,7 @@ def register(
             return
         finally:
             if spent.calls:  # tokens of failed attempts are spent too
-                await publish(topics.memory, usage_recorded(flushed, spent))
+                await publish(topics.memory, usage_recorded(flushed, spent, processing))
         await commit(key, profile, changes)
         await publish(topics.memory, event)
         await end_task(flushed, status="completed", results=[summarize(changes, event_id)])
@@ -224,7 +227,7 @@ def register(
             async with dead_letter_on_error(topics, event):
                 record = decode(event.value)
                 if isinstance(record, BufferFlushed):
-                    await on_flush(record, event.value)
+                    await on_flush(record, event.value, f"{event.message.partition}:{event.message.offset}")
                 elif isinstance(record, ProfileEdited):
                     profile = from_json(profiles.get(record.key.decode()))
                     await commit(record.key.decode(), profile, plan_edit(record, profile))
