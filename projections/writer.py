@@ -2,15 +2,19 @@
 
 Offsets are committed only after a batch is written, and every write is idempotent
 (deterministic ids, ReplacingMergeTree), so a crash between the two replays a batch harmlessly.
-While ClickHouse is unreachable the writer keeps its position and retries with backoff.
+While ClickHouse is unreachable the writer keeps its position and retries with backoff, from
+the write that failed: the inserts of a batch that went through are not sent twice (only one
+whose answer was lost on the way can be, which FINAL reads and merges absorb).
 """
 
 import asyncio
+import functools
 import logging
 from collections import defaultdict
-from typing import Any
+from typing import Any, Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from memstream.settings import Settings
@@ -21,23 +25,35 @@ from streams.events import decode
 log = logging.getLogger(__name__)
 
 
-async def apply_ops(store: Store, ops: list[Op]) -> None:
-    """Run ``ops`` in order, sending consecutive inserts as one insert per table."""
+Write = Callable[[], Awaitable[None]]
+
+
+def writes(store: Store, ops: list[Op]) -> list[Write]:
+    """The store calls that run ``ops`` in order: consecutive inserts as one insert per table, each
+    statement on its own."""
+    steps: list[Write] = []
     pending: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
 
-    async def flush_pending() -> None:
+    def flush_pending() -> None:
         # Task rows go last: a reader that sees a task finished also sees what the task wrote.
         for table in sorted(pending, key=lambda name: name == "tasks"):
-            await store.insert(f"{store.database}.{table}", pending[table], COLUMNS[table])
+            steps.append(functools.partial(store.insert, f"{store.database}.{table}", pending[table], COLUMNS[table]))
         pending.clear()
 
     for op in ops:
         if isinstance(op, Insert):
             pending[op.table].append(op.row)
         elif isinstance(op, Statement):
-            await flush_pending()
-            await store.command(op.sql.replace("{db}", store.database), op.params)
-    await flush_pending()
+            flush_pending()
+            steps.append(functools.partial(store.command, op.sql.replace("{db}", store.database), op.params))
+    flush_pending()
+    return steps
+
+
+async def apply_ops(store: Store, ops: list[Op]) -> None:
+    """Run ``ops`` in order, sending consecutive inserts as one insert per table."""
+    for write in writes(store, ops):
+        await write()
 
 
 class ProjectionWriter:
@@ -59,6 +75,10 @@ class ProjectionWriter:
         )
         self._task: asyncio.Task[None] | None = None
         self.records_written = 0
+        # Records written since the last commit, by partition: offset → hash of the value. A batch
+        # whose commit failed (a restarted broker forgot the group) is read again after the rejoin,
+        # and is skipped rather than written twice (unless the log holds other records there now).
+        self._uncommitted: dict[TopicPartition, dict[int, int]] = defaultdict(dict)
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -79,8 +99,11 @@ class ProjectionWriter:
                 continue
             ops: list[Op] = []
             count = 0
-            for messages in batch.values():
+            for tp, messages in batch.items():
+                written = self._uncommitted.get(tp, {})
                 for message in messages:
+                    if written.get(message.offset) == hash(message.value):
+                        continue
                     count += 1
                     try:
                         ops.extend(ops_for(decode(message.value)))
@@ -88,15 +111,24 @@ class ProjectionWriter:
                         log.error("skipping undecodable record at %s:%d:%d: %s",
                                   message.topic, message.partition, message.offset, exc)
             await self._write_until_done(ops)
-            await self._consumer.commit()
             self.records_written += count
+            for tp, messages in batch.items():
+                self._uncommitted[tp].update((m.offset, hash(m.value)) for m in messages)
+            try:
+                await self._consumer.commit()
+                self._uncommitted.clear()
+            except KafkaError as exc:
+                # E.g. CommitFailedError from a restarted broker that forgot the group: the consumer
+                # rejoins and reads from the last committed offsets; what was written is skipped.
+                log.warning("projection offsets not committed (%s: %s); will commit after the rejoin",
+                            type(exc).__name__, exc)
 
     async def _write_until_done(self, ops: list[Op]) -> None:
-        delay = 0.2
-        while True:
+        delay, pending = 0.2, writes(self._store, ops)
+        while pending:
             try:
-                await apply_ops(self._store, ops)
-                return
+                await pending[0]()
+                pending.pop(0)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any store failure means: keep the offsets, retry
