@@ -10,7 +10,8 @@
 The profile aggregate lives in a Faust Table keyed like the flushes topic, folded with
 ``streams.profile.apply`` from the very ``ProfileSlotChanged`` records it emits; flushes and
 edits of one user arrive in one partition, in order, so they are applied one after the other
-and no ClickHouse read sits on this path.
+and no ClickHouse read sits on this path. The table also remembers the last records applied
+(``streams.profile.UserProfile``), so one read again after a restart is skipped, not re-extracted.
 
 A failed LLM or embedding call is retried with exponential backoff; after the last attempt the
 record goes to the dead-letter topic unchanged (it can be replayed) and a flush's tasks end
@@ -45,7 +46,7 @@ from streams.events import (
 )
 from streams.extraction import Extraction, ExtractionFailed, Extractor, Usage
 from streams.gists import searchable
-from streams.profile import Profile, apply, from_json, to_json
+from streams.profile import Profile, UserProfile, apply
 from streams.project_config import ProjectConfig
 from streams.projects import ProjectDirectory
 from streams.slot_changes import plan_changes, plan_edit
@@ -137,12 +138,20 @@ def register(
 ) -> None:
     profiles = app.Table("profiles", default=None, partitions=settings.topic_partitions)
 
-    async def commit(key: str, profile: Profile, changes: list[ProfileSlotChanged]) -> None:
-        """Publish ``changes`` and keep the profile they fold into."""
+    def current(record: Record) -> UserProfile:
+        return UserProfile.from_json(profiles.get(record.key.decode()))
+
+    async def publish_changes(slots: Profile, changes: list[ProfileSlotChanged]) -> Profile:
+        """Publish ``changes``; the slots they fold into."""
         for change in changes:
-            profile = apply(profile, change)
+            slots = apply(slots, change)
             await publish(topics.memory, change)
-        profiles[key] = to_json(profile)
+        return slots
+
+    def keep(record: Record, state: UserProfile, slots: Profile) -> None:
+        """The record is applied: keep the slots it left, and its id. Called after everything the
+        record causes is published, so a record skipped as applied has nothing left to send."""
+        profiles[record.key.decode()] = state.after(slots, record.event_id).to_json()
 
     async def searchable_event(cause: Record, event_id: str, data: EventData, id_base: str, **fields: Any) -> EventRecorded:
         embedding, gists = await retrying(
@@ -173,10 +182,13 @@ def register(
         )
 
     async def on_flush(flushed: BufferFlushed, raw: bytes, processing: str) -> None:
+        state = current(flushed)
+        if state.has_applied(flushed.event_id):
+            log.info("flush %s was applied before the restart; not extracted again", flushed.flush_id)
+            return
         await directory.catch_up()  # a config acknowledged before this flush is the one used
         config = directory.config(flushed.project_id)
-        key = flushed.key.decode()
-        profile = from_json(profiles.get(key))
+        profile = state.slots
         chats = chats_of(flushed)
         spent = Usage()
 
@@ -205,9 +217,10 @@ def register(
         finally:
             if spent.calls:  # tokens of failed attempts are spent too
                 await publish(topics.memory, usage_recorded(flushed, spent, processing))
-        await commit(key, profile, changes)
+        slots = await publish_changes(profile, changes)
         await publish(topics.memory, event)
         await end_task(flushed, status="completed", results=[summarize(changes, event_id)])
+        keep(flushed, state, slots)
 
     async def on_event_edit(edit: EventEdited, raw: bytes) -> None:
         try:
@@ -229,8 +242,9 @@ def register(
                 if isinstance(record, BufferFlushed):
                     await on_flush(record, event.value, f"{event.message.partition}:{event.message.offset}")
                 elif isinstance(record, ProfileEdited):
-                    profile = from_json(profiles.get(record.key.decode()))
-                    await commit(record.key.decode(), profile, plan_edit(record, profile))
+                    state = current(record)
+                    if not state.has_applied(record.event_id):
+                        keep(record, state, await publish_changes(state.slots, plan_edit(record, state.slots)))
                 elif isinstance(record, EventEdited):
                     await on_event_edit(record, event.value)
                 elif isinstance(record, UserDeleted):

@@ -8,12 +8,11 @@ The drill runs once per module (``restart``); the tests check what it left behin
 
 - Every task ends ``completed`` or ``failed``, none stays ``running``; each slot has one
   ``profiles`` row (FINAL) and one change per flush in ``profile_history``.
-- A stopping Faust does not commit the offset of the last event it processed (it acks an event
-  when it asks for the next one), so after the restart that flush is read again and extracted
-  again: the LLM is asked twice, and the second run, which sees the profile the first one built,
-  turns the flush's ``add`` into ``update`` (task results and history op rewritten, same ids).
-  ``test_a_flush_read_again_after_the_restart_is_not_extracted_again`` is a non-strict xfail until
-  the extract agent skips a flush it has already applied.
+- A stopping Faust does not always commit the offset of the last event it processed (it acks an
+  event when it asks for the next one), so after the restart that flush can be read again. The
+  extract agent remembers the flushes it applied in its table, so it is not extracted again: the
+  LLM is asked once per flush and every slot keeps its ``add`` (a second extraction, against the
+  profile the first one built, would have turned it into ``update``).
 """
 
 import asyncio
@@ -180,8 +179,6 @@ async def test_every_task_ends_and_each_slot_is_one_row_with_one_change_per_flus
         assert sorted(p["content"] for p in profile) == sorted([name, city])
 
 
-@pytest.mark.xfail(strict=False, reason="a flush Faust reads again after the restart (its offset was not "
-                   "committed at the stop) is extracted again and its add rewritten as update")
 async def test_a_flush_read_again_after_the_restart_is_not_extracted_again(restart: Restart) -> None:
     drill, users = restart.drill, restart.users
     asked = restart.llm.asked_for()

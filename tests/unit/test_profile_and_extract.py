@@ -6,7 +6,7 @@ from streams.events import BlobType, BufferedBlob, BufferFlushed, ChatMessage, P
 from streams.extract import summarize
 from streams.extraction import Extraction, ProfileChange
 from streams.offline import OfflineExtractor
-from streams.profile import apply, from_json, slot_id, to_json
+from streams.profile import APPLIED_KEPT, UserProfile, apply, from_json, slot_id, to_json
 from streams.project_config import DEFAULT
 from streams.slot_changes import plan_changes
 
@@ -32,6 +32,17 @@ def test_fold_keeps_creation_time_and_deletes() -> None:
     assert (slot.content, slot.created_at, slot.updated_at) == ("captain", T0, later)
     assert from_json(to_json(profile)) == profile
     assert apply(profile, change("delete", "", later)) == {}
+
+
+def test_user_profile_remembers_the_last_records_applied() -> None:
+    slots = apply({}, change("add", "pilot", T0))
+    state = UserProfile({})
+    for n in range(APPLIED_KEPT + 1):
+        state = state.after(slots, f"r{n}")
+    assert not state.has_applied("r0") and state.has_applied("r1") and state.has_applied(f"r{APPLIED_KEPT}")
+    assert UserProfile.from_json(state.to_json()) == state
+    assert UserProfile.from_json(to_json(slots)) == UserProfile(slots)  # a value written before the ids were kept
+    assert UserProfile.from_json(None) == UserProfile({})
 
 
 def test_plan_turns_add_on_existing_slot_into_update_and_drops_impossible_changes() -> None:
