@@ -1,6 +1,7 @@
 """What handlers need, attached to the aiohttp application."""
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
@@ -14,6 +15,7 @@ from memstream.settings import Settings
 from projections.store import Store
 from streams.embeddings import Embedder
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Deps:
@@ -43,6 +45,8 @@ async def until_visible(check: Callable[[], Awaitable[bool]], timeout: float) ->
         if await check():
             return True
         if time.monotonic() >= deadline:
+            # The change is in the log and will show; the caller answers anyway, so say it was late.
+            log.warning("a change was not readable within %.1fs (projection lag)", timeout)
             return False
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.2)

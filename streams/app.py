@@ -27,8 +27,8 @@ def rewind_uncommitted(app: faust.App, topics: set[str]) -> None:
     ``seek_to_committed`` to read them again; aiokafka leaves a partition whose committed offset
     is missing or 0 where it is, so those records were never processed (a restarted broker that
     forgot the group forces exactly such a rejoin: tasks stayed ``running`` for good). Such
-    partitions go back to their beginning instead; processing them again is what at-least-once
-    means, and every id the agents emit is derived from the input.
+    partitions go back to their beginning instead; the agents skip the records their tables
+    already hold (each buffer and profile keeps the offset of the last record applied to it).
     """
     consumer = app.consumer
     seek_to_committed = consumer.seek_to_committed

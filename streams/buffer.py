@@ -9,6 +9,11 @@ after the blobs it must cover. The idle timer never writes the table (Faust tabl
 only inside a stream); it sends a ``FlushRequested(reason="idle")`` to the ingest topic,
 whose task id is derived from the buffer's last blob, and the agent flushes only if that
 blob is still the last one.
+
+Each buffer's table value also holds the ingest offset of the last record applied to it (a
+flushed buffer keeps only that), so a record read again — after a restart before its offset
+was committed, or after a rejoin that rewound the partition — is skipped instead of being
+buffered twice.
 """
 
 import logging
@@ -42,7 +47,9 @@ from streams.topics import Topics, dead_letter_on_error, publish
 
 log = logging.getLogger(__name__)
 
-State = dict[str, Any]  # JSON kept in the Faust table: project_id, user_id, partition, tokens, last_at, blobs
+# JSON kept in the Faust table: project_id, user_id, partition, tokens, last_at, blobs, offset; an
+# empty buffer is just {"offset": …}.
+State = dict[str, Any]
 
 
 def buffer_key(project_id: str, user_id: str, blob_type: str) -> str:
@@ -74,6 +81,10 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         )
         await publish(topics.memory, done)
 
+    def applied(key: str, offset: int) -> bool:
+        """Whether the record at ``offset`` was applied to buffer ``key`` already."""
+        return (buffers.get(key) or {}).get("offset", -1) >= offset
+
     async def flush(record: Record, key: str, state: State, flush_id: str, reason: str, extra_tasks: list[str]) -> None:
         blobs = [BufferedBlob.model_validate(b) for b in state["blobs"]]
         flushed = BufferFlushed(
@@ -86,31 +97,30 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             blobs=blobs,
             task_ids=[b.task_id for b in blobs] + extra_tasks,
         )
-        buffers.pop(key, None)
+        buffers[key] = {"offset": state["offset"]}
         idle_requested.pop(key, None)
         await publish(topics.flushes, flushed)
 
-    async def on_blob(record: BlobInserted, partition: int) -> None:
+    async def on_blob(record: BlobInserted, partition: int, offset: int) -> None:
         if record.blob_type not in BUFFERED_BLOB_TYPES:
             # Stored only: nothing to extract, so its task is done as soon as it is accepted.
             await publish(topics.memory, _buffered(record, None))
             await finish(record, record.blob_type, [record.task_id], [record.blob_id], record.task_id)
             return
         key = buffer_key(record.project_id, record.user_id, record.blob_type)
+        if applied(key, offset):
+            return
         messages = [ChatMessage.model_validate(m) for m in record.blob_data.get("messages", [])]
-        state: State = buffers.get(key) or {
-            "project_id": record.project_id,
-            "user_id": record.user_id,
-            "partition": partition,
-            "tokens": 0,
-            "blobs": [],
-        }
+        state: State = buffers.get(key) or {}
+        if not state.get("blobs"):
+            state = {"project_id": record.project_id, "user_id": record.user_id, "partition": partition, "tokens": 0, "blobs": []}
         blob = BufferedBlob(blob_id=record.blob_id, task_id=record.task_id, created_at=record.created_at, messages=messages)
         state = {
             **state,
             "tokens": state["tokens"] + blob_tokens(messages),
             "last_at": record.occurred_at.timestamp(),
             "blobs": [*state["blobs"], blob.model_dump(mode="json")],
+            "offset": offset,
         }
         if state["tokens"] >= settings.max_chat_blob_buffer_token_size:
             flush_id = derived_id("size", record.task_id)
@@ -120,52 +130,55 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             buffers[key] = state
             await publish(topics.memory, _buffered(record, None))
 
-    async def on_flush_request(record: FlushRequested) -> None:
+    async def on_flush_request(record: FlushRequested, offset: int) -> None:
         key = buffer_key(record.project_id, record.user_id, record.blob_type)
-        state = buffers.get(key)
+        if applied(key, offset):
+            return
+        state = {**(buffers.get(key) or {}), "offset": offset}
         if record.reason == "idle":
-            if state and state["blobs"] and idle_task_id(state) == record.task_id:
+            if state.get("blobs") and idle_task_id(state) == record.task_id:
                 await flush(record, key, state, record.task_id, "idle", [])
             return
-        if state and state["blobs"]:
+        if state.get("blobs"):
             await flush(record, key, state, record.task_id, "request", [record.task_id])
         else:
             await finish(record, record.blob_type, [record.task_id], [], record.task_id)
 
-    async def on_blob_deleted(record: BlobDeleted) -> None:
+    async def on_blob_deleted(record: BlobDeleted, offset: int) -> None:
         for blob_type in BUFFERED_BLOB_TYPES:
             key = buffer_key(record.project_id, record.user_id, blob_type)
-            state = buffers.get(key)
-            if not state:
-                continue
-            gone = [b for b in state["blobs"] if b["blob_id"] == record.blob_id]
-            if not gone:
+            state = buffers.get(key) or {}
+            gone = [b for b in state.get("blobs", []) if b["blob_id"] == record.blob_id]
+            if not gone or applied(key, offset):
                 continue
             kept = [b for b in state["blobs"] if b["blob_id"] != record.blob_id]
             tokens = sum(blob_tokens([ChatMessage.model_validate(m) for m in b["messages"]]) for b in kept)
-            buffers[key] = {**state, "blobs": kept, "tokens": tokens}
+            buffers[key] = {**state, "blobs": kept, "tokens": tokens, "offset": offset}
             await finish(record, blob_type, [gone[0]["task_id"]], [record.blob_id], gone[0]["task_id"])
 
-    async def on_user_deleted(record: UserDeleted) -> None:
+    async def on_user_deleted(record: UserDeleted, offset: int) -> None:
         for blob_type in BUFFERED_BLOB_TYPES:
             key = buffer_key(record.project_id, record.user_id, blob_type)
-            state = buffers.pop(key, None)
-            if state and state["blobs"]:
+            if applied(key, offset):
+                continue
+            state = buffers.get(key) or {}
+            buffers[key] = {"offset": offset}  # emptied, and blobs of the user read again stay out
+            if state.get("blobs"):
                 ids = [b["task_id"] for b in state["blobs"]]
                 flush_id = derived_id("user-deleted", record.event_id)
                 await finish(record, blob_type, ids, [b["blob_id"] for b in state["blobs"]], flush_id)
         await publish(topics.flushes, record)  # the extractor forgets the profile too
 
-    async def handle(raw: bytes, partition: int) -> None:
+    async def handle(raw: bytes, partition: int, offset: int) -> None:
         record = decode(raw)
         if isinstance(record, BlobInserted):
-            await on_blob(record, partition)
+            await on_blob(record, partition, offset)
         elif isinstance(record, FlushRequested):
-            await on_flush_request(record)
+            await on_flush_request(record, offset)
         elif isinstance(record, BlobDeleted):
-            await on_blob_deleted(record)
+            await on_blob_deleted(record, offset)
         elif isinstance(record, UserDeleted):
-            await on_user_deleted(record)
+            await on_user_deleted(record, offset)
         elif isinstance(record, (ProfileEdited, EventEdited)):
             await publish(topics.flushes, record)  # the extract agent owns profiles and event rewrites
 
@@ -173,7 +186,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
     async def buffer_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
             async with dead_letter_on_error(topics, event):
-                await handle(event.value, event.message.partition)
+                await handle(event.value, event.message.partition, event.message.offset)
 
     check_every = max(0.1, min(settings.buffer_flush_interval / 4, 30.0))
 
@@ -182,7 +195,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         now = time.time()
         owned = app.assignor.assigned_actives()
         for key, state in list(buffers.items()):
-            if not state or not state["blobs"] or now - state["last_at"] < settings.buffer_flush_interval:
+            if not state or not state.get("blobs") or now - state["last_at"] < settings.buffer_flush_interval:
                 continue
             if TP(settings.topic_ingest, state["partition"]) not in owned:
                 continue

@@ -10,8 +10,10 @@
 The profile aggregate lives in a Faust Table keyed like the flushes topic, folded with
 ``streams.profile.apply`` from the very ``ProfileSlotChanged`` records it emits; flushes and
 edits of one user arrive in one partition, in order, so they are applied one after the other
-and no ClickHouse read sits on this path. The table also remembers the last records applied
-(``streams.profile.UserProfile``), so one read again after a restart is skipped, not re-extracted.
+and no ClickHouse read sits on this path. The table also keeps the offset of the last record
+applied (``streams.profile.UserProfile``), so one read again after a restart is skipped, not
+extracted again. A UserDeleted empties the slots and keeps the offset: the user's older flushes
+stay applied.
 
 A failed LLM or embedding call is retried with exponential backoff; after the last attempt the
 record goes to the dead-letter topic unchanged (it can be replayed) and a flush's tasks end
@@ -148,10 +150,11 @@ def register(
             await publish(topics.memory, change)
         return slots
 
-    def keep(record: Record, state: UserProfile, slots: Profile) -> None:
-        """The record is applied: keep the slots it left, and its id. Called after everything the
-        record causes is published, so a record skipped as applied has nothing left to send."""
-        profiles[record.key.decode()] = state.after(slots, record.event_id).to_json()
+    def keep(record: Record, offset: int, slots: Profile) -> None:
+        """The record at ``offset`` is applied: keep the slots it left, and the offset. Called after
+        everything the record causes is published, so a record skipped as applied has nothing left
+        to send."""
+        profiles[record.key.decode()] = UserProfile(slots, offset).to_json()
 
     async def searchable_event(cause: Record, event_id: str, data: EventData, id_base: str, **fields: Any) -> EventRecorded:
         embedding, gists = await retrying(
@@ -181,9 +184,9 @@ def register(
             ),
         )
 
-    async def on_flush(flushed: BufferFlushed, raw: bytes, processing: str) -> None:
+    async def on_flush(flushed: BufferFlushed, raw: bytes, partition: int, offset: int) -> None:
         state = current(flushed)
-        if state.has_applied(flushed.event_id):
+        if state.has_applied(offset):
             log.info("flush %s was applied before the restart; not extracted again", flushed.flush_id)
             return
         await directory.catch_up()  # a config acknowledged before this flush is the one used
@@ -216,11 +219,11 @@ def register(
             return
         finally:
             if spent.calls:  # tokens of failed attempts are spent too
-                await publish(topics.memory, usage_recorded(flushed, spent, processing))
+                await publish(topics.memory, usage_recorded(flushed, spent, f"{partition}:{offset}"))
         slots = await publish_changes(profile, changes)
         await publish(topics.memory, event)
         await end_task(flushed, status="completed", results=[summarize(changes, event_id)])
-        keep(flushed, state, slots)
+        keep(flushed, offset, slots)
 
     async def on_event_edit(edit: EventEdited, raw: bytes) -> None:
         try:
@@ -238,14 +241,14 @@ def register(
     async def extract_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
             async with dead_letter_on_error(topics, event):
-                record = decode(event.value)
+                record, offset = decode(event.value), event.message.offset
                 if isinstance(record, BufferFlushed):
-                    await on_flush(record, event.value, f"{event.message.partition}:{event.message.offset}")
+                    await on_flush(record, event.value, event.message.partition, offset)
                 elif isinstance(record, ProfileEdited):
                     state = current(record)
-                    if not state.has_applied(record.event_id):
-                        keep(record, state, await publish_changes(state.slots, plan_edit(record, state.slots)))
+                    if not state.has_applied(offset):
+                        keep(record, offset, await publish_changes(state.slots, plan_edit(record, state.slots)))
                 elif isinstance(record, EventEdited):
                     await on_event_edit(record, event.value)
-                elif isinstance(record, UserDeleted):
-                    profiles.pop(record.key.decode(), None)
+                elif isinstance(record, UserDeleted) and not current(record).has_applied(offset):
+                    profiles[record.key.decode()] = UserProfile({}, offset).to_json()

@@ -3,12 +3,13 @@
 ``apply`` is the one fold used everywhere: by the extract agent's Faust Table, by the
 projection tests and by rebuild checks, so stream state and ClickHouse cannot disagree.
 
-The Table holds a ``UserProfile``: the slots and the ids of the last records folded into them.
-Faust acks an event only when its agent asks for the next one, so a worker stopped or crashed
-after applying a flush, before its offset was committed, reads that flush again after the
-restart. Written in the same table value as the slots (one changelog record), the ids let the
-agent recognise the redelivery and skip it, instead of asking the LLM again against a profile
-the flush already changed.
+The Table holds a ``UserProfile``: the slots and the offset (in the flushes topic) of the last
+record folded into them. Faust acks an event only when its agent asks for the next one, so a
+worker stopped or crashed after applying a flush, before its offset was committed, reads that
+flush again after the restart. Written in the same table value as the slots (one changelog
+record), the offset lets the agent recognise the redelivery and skip it, instead of asking the
+LLM again against a profile the flush already changed. A record of one user always comes from
+that user's partition, so its offsets only grow.
 """
 
 from dataclasses import dataclass
@@ -67,29 +68,23 @@ def from_json(raw: dict[str, dict] | None) -> Profile:
     return {key: Slot.model_validate(value) for key, value in (raw or {}).items()}
 
 
-APPLIED_KEPT = 32  # more than the records of one user a worker can have in hand when it stops
-
-
 @dataclass(frozen=True)
 class UserProfile:
-    """A user's slots and the ids of the last records applied to them, oldest first."""
+    """A user's slots and the offset of the last record applied to them (-1: none yet)."""
 
     slots: Profile
-    applied: tuple[str, ...] = ()
+    offset: int = -1
 
-    def has_applied(self, record_id: str) -> bool:
-        return record_id in self.applied
-
-    def after(self, slots: Profile, record_id: str) -> "UserProfile":
-        return UserProfile(slots, (*self.applied, record_id)[-APPLIED_KEPT:])
+    def has_applied(self, offset: int) -> bool:
+        return offset <= self.offset
 
     def to_json(self) -> dict:
-        return {"slots": to_json(self.slots), "applied": list(self.applied)}
+        return {"slots": to_json(self.slots), "offset": self.offset}
 
     @classmethod
     def from_json(cls, raw: dict | None) -> "UserProfile":
         if raw is None:
             return cls({})
-        if "slots" not in raw:  # written before the applied ids were kept: the slots alone
+        if "slots" not in raw:  # written before the offset was kept: the slots alone
             return cls(from_json(raw))
-        return cls(from_json(raw["slots"]), tuple(raw["applied"]))
+        return cls(from_json(raw["slots"]), raw["offset"])

@@ -8,11 +8,12 @@ Search is semantic when an embedder is configured and lexical otherwise (or when
 query fails); ``data.search`` says which ran, each item's ``similarity`` holds its score.
 """
 
+import json
 from datetime import datetime, timezone
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from api import params
 from api.deps import Deps, deps, project_of, until_visible
@@ -32,19 +33,37 @@ MAX_TOPK = 1000
 MAX_DAYS = 36500
 
 
-class EventPatch(BaseModel):
-    """The ``event_data`` fields a PUT may set; a field left out keeps its stored value."""
+def _text_values(attributes: dict[str, Any] | None) -> dict[str, str]:
+    """Attributes as stored (text values); a null value is left out."""
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in (attributes or {}).items()
+            if value is not None}
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class PatchDelta(ProfileDelta):
+    """A ``profile_delta`` item as the Memobase SDK allows it: ``attributes`` may be null or hold
+    non-text values (stored as their JSON text)."""
+
+    attributes: Annotated[dict[str, str], BeforeValidator(_text_values)] = {}
+
+
+class EventPatch(BaseModel):
+    """The ``event_data`` fields a PUT may set; a field left out keeps its stored value. Other keys
+    (a whole event dumped back, say) are ignored, as Memobase's server does."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
     event_tip: str | None = None
     event_tags: list[EventTag] | None = None
-    profile_delta: list[ProfileDelta] = []
+    profile_delta: list[PatchDelta] | None = None
 
 
 def merge(stored: EventData, patch: EventPatch) -> EventData:
     """Merge at the top level, as Memobase does: each field the patch sets replaces the stored one whole
-    (``event_tags: []`` or ``event_tip: null`` clear them); fields it leaves out survive."""
-    return EventData.model_validate({**stored.model_dump(), **patch.model_dump(exclude_unset=True)})
+    (``event_tags: []``, ``event_tip: null`` or ``profile_delta: null`` clear them); fields it leaves
+    out survive."""
+    changes = patch.model_dump(exclude_unset=True)
+    if "profile_delta" in changes and changes["profile_delta"] is None:
+        changes["profile_delta"] = []
+    return EventData.model_validate({**stored.model_dump(), **changes})
 
 
 def parse_tags(raw: str) -> list[str]:

@@ -19,16 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, TypeVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from memstream.settings import Settings
 from memstream.stack import Stack
 from projections.store import Store, open_store
 from scripts.broker import LocalBroker, free_port
 from scripts.clickhouse_front import ClickHouseFront
-from streams.events import decode
 from tests.integration.conftest import TOKEN
 from tests.support.client import Api, chat, new_user
+from tests.support.records import records_in_log
 
 LONG = os.environ.get("MEMSTREAM_DRILL_LONG", "") not in ("", "0")
 PROJECT = "default"  # the root token acts for it
@@ -293,24 +291,6 @@ async def tasks_balance(store: Store, users: Iterable[str]) -> tuple[int, int]:
     """(tasks started, tasks ended) for ``users``: every task that ran must have ended."""
     statuses = await task_statuses(store, users)
     return len(statuses), sum(1 for s in statuses.values() if s & {"completed", "failed"})
-
-
-async def records_in_log(settings: Settings, topic: str) -> list[Any]:
-    """Every record of ``topic``, decoded, partition by partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        records = []
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for messages in (await consumer.getmany(timeout_ms=1000)).values():
-                records += [decode(message.value) for message in messages]
-        return records
-    finally:
-        await consumer.stop()
 
 
 async def blob_copies_in_log(settings: Settings, blob_ids: Iterable[str]) -> dict[str, int]:

@@ -8,20 +8,18 @@ The drill runs once per module (``outage``); the tests check what it left behind
 acknowledged blob in ClickHouse exactly once and none answered 503 there; every task that
 started has ended.
 
-The restarted broker has forgotten the consumer groups, so every consumer rejoins, and Faust
-(faust-streaming 0.15.3) does not always come through that rejoin:
-
-- it could stall for good (agents idle, app neither crashed nor recovering) until
-  ``streams.app.rewind_uncommitted``; if the worker takes none of the blobs inserted after the
-  restart within ``FAUST_GRACE`` seconds, the drill restarts it (``stack.stop_worker()`` /
-  ``start_worker()``, as an operator would), warns with the evidence and reports
-  ``worker_restarted``;
-- in about one run in five it skips a record or two fetched across the rejoin: later records
-  of the same partition are processed, the skipped blob never reaches its buffer, its task stays
-  ``running``, Faust's committed offset stays at the first skipped record or passes it (gap
-  acking), so a restarted worker does not recover it either. That is why
-  ``test_every_task_started_has_ended`` is a non-strict xfail: it reports the stuck tasks and
-  their evidence instead of turning CI red at random; it passes (XPASS) in the other runs.
+The restarted broker (noida-db) has forgotten the consumer groups, so every consumer rejoins
+with no committed offsets. faust-streaming 0.15.3 drops the records it fetched but had not
+processed at a rebalance, counting on the committed offsets to read them again; with none,
+aiokafka kept its position and those blobs were skipped for good (their tasks stayed
+``running``). ``streams.app.rewind_uncommitted`` sends such partitions back to their start, and
+the agents skip the records their tables say they applied (the offset kept with each buffer and
+profile), so reading them again changes nothing;
+``test_every_task_started_has_ended`` holds that every task ends. Seen since, in about one run
+in thirty: Faust takes nothing for a while after the rejoin (agents idle, app neither crashed
+nor recovering); if the worker takes none of the blobs inserted after the restart within
+``FAUST_GRACE`` seconds, the drill restarts it (``stack.stop_worker()`` / ``start_worker()``, as
+an operator would), warns with the evidence and reports ``worker_restarted``.
 """
 
 import time
@@ -191,8 +189,6 @@ async def test_inserts_answer_503_during_the_outage_and_every_acknowledged_blob_
     assert final_rows == len(set(stored)) and len(acked - set(stored)) <= len(lost_by_broker)
 
 
-@pytest.mark.xfail(strict=False, reason="faust-streaming 0.15.3 skips records fetched across the rejoin a "
-                   "restarted broker forces (see the module docstring); their tasks stay running")
 async def test_every_task_started_has_ended(outage: Outage) -> None:
     drill, load = outage.drill, outage.load
     copies = await blob_copies_in_log(drill.settings, {a.blob_id for a in load.acked()})

@@ -27,9 +27,10 @@ import pytest
 from aiohttp import web
 
 from projections.store import Store
-from tests.faults.support import PROJECT, Drill, drill_stack, open_tasks, records_in_log, report, scaled, task_statuses
+from tests.faults.support import PROJECT, Drill, drill_stack, open_tasks, report, scaled, task_statuses
 from tests.integration import conftest as integration
 from tests.support.client import chat, eventually, new_user
+from tests.support.records import records_in_log
 from tests.support.scripted_llm import ScriptedLLM
 
 USERS = int(scaled(3, 10))

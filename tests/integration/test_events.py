@@ -116,6 +116,18 @@ async def test_edit_merges_and_reembeds(api: Api, llm: ScriptedLLM, tagged: None
     assert edited["event_data"]["event_tip"] == "Erin adopted a grey kitten"
     assert edited["event_data"]["event_tags"] == [{"tag": "emotion", "value": "calm"}]
 
+    # What the SDK allows: a whole event dumped back (its other keys ignored), attributes with a null
+    # or a number, and profile_delta null (which clears it, as any field set to null does).
+    dumped = {**edited, "event_data": None, "event_tip": "Erin named the kitten Pip",
+              "profile_delta": [{"content": "cats", "attributes": {"topic": "interest", "sub_topic": None, "n": 2}}]}
+    await api.ok("PUT", f"/users/event/{user}/{event_id}", json=dumped)
+    [edited] = await events(api, user)
+    assert edited["event_data"]["event_tip"] == "Erin named the kitten Pip"
+    assert edited["event_data"]["profile_delta"] == [{"content": "cats", "attributes": {"topic": "interest", "n": "2"}}]
+    await api.ok("PUT", f"/users/event/{user}/{event_id}", json={"profile_delta": None})
+    [edited] = await events(api, user)
+    assert edited["event_data"]["profile_delta"] == [] and edited["event_data"]["event_tip"] == "Erin named the kitten Pip"
+
 
 async def test_delete_removes_event_and_gists(api: Api, llm: ScriptedLLM) -> None:
     user = new_user()
@@ -217,8 +229,8 @@ async def test_bad_parameters_are_422_naming_the_field(api: Api, method: str, pa
 
 async def test_bad_edit_bodies_and_unknown_events(api: Api) -> None:
     user, event_id = new_user(), str(uuid.uuid4())
-    for payload, field in [({"event_tip": "x", "colour": "red"}, "colour"), ({"event_tags": "happy"}, "event_tags"),
-                           ({"profile_delta": [{"content": "x"}]}, "profile_delta")]:
+    for payload, field in [({"event_tip": 5}, "event_tip"), ({"event_tags": "happy"}, "event_tags"),
+                           ({"profile_delta": [{"attributes": {"topic": "x"}}]}, "profile_delta")]:
         status, body = await api.call("PUT", f"/users/event/{user}/{event_id}", json=payload)
         assert status == 422 and field in body["errmsg"], body
     for method in ("PUT", "DELETE"):

@@ -20,9 +20,7 @@ from scripts.broker import free_port
 from streams.events import (
     BlobInserted,
     BlobType,
-    BufferedBlob,
     BufferFlushed,
-    ChatMessage,
     EventData,
     EventEdited,
     FlushRequested,
@@ -134,32 +132,6 @@ async def test_second_flush_merges_into_the_existing_slot(stack: Stack, store: S
     assert await eventually(merged, what="merged slot") == [{**first[0], "content": "pilot, flight instructor"}]
     history = await eventually(lambda: rows(store, HISTORY, project, user), what="history")
     assert [(h["op"], h["source"]) for h in history] == [("add", "flush"), ("update", "flush")]
-
-
-def flushed_record(project: str, user: str, line: str) -> BufferFlushed:
-    task = str(uuid.uuid4())
-    blob = BufferedBlob(blob_id=str(uuid.uuid4()), task_id=task, created_at=datetime.now(timezone.utc),
-                        messages=[ChatMessage(role="user", content=line)])
-    return BufferFlushed(project_id=project, user_id=user, flush_id=task, blob_type=BlobType.chat, reason="request",
-                         blobs=[blob], task_ids=[task])
-
-
-async def test_a_flush_delivered_again_is_not_extracted_again(stack: Stack, store: Store, llm: ScriptedLLM) -> None:
-    """What a worker restarted before committing its offset sees: the same flush record twice."""
-    project, user = new_ids()
-    first, later = flushed_record(project, user, "I fly planes."), flushed_record(project, user, "I like tea.")
-    llm.script(answer(("add", "work", "title", "pilot")), answer(("add", "interest", "drinks", "tea")))
-    asked = len(llm.requests)
-    await publish(stack.settings, stack.settings.topic_flushes, first)
-    assert await eventually(lambda: task_statuses(store, project, first.flush_id), what="first flush") == ["completed"]
-    # The copy, then another flush behind it in the same partition: once that one ends, the copy was handled.
-    await publish(stack.settings, stack.settings.topic_flushes, first, later)
-    assert await eventually(lambda: task_statuses(store, project, later.flush_id), what="later flush") == ["completed"]
-    assert len(llm.requests) - asked == 2, "the delivered-again flush asked the LLM again"
-    assert "I like tea." in llm.requests[-1]["messages"][-1]["content"]
-    history = await eventually(lambda: rows(store, HISTORY, project, user), what="history")
-    assert sorted((h["op"], h["content"], h["source_id"]) for h in history) == [
-        ("add", "pilot", first.flush_id), ("add", "tea", later.flush_id)]
 
 
 async def test_project_config_shapes_the_call_and_strict_mode_keeps_configured_slots(

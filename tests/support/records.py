@@ -1,9 +1,11 @@
 """Publishing records straight to a stack's topics, for tests that drive the agents directly."""
 
-from aiokafka import AIOKafkaProducer
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from memstream.settings import Settings
-from streams.events import Record, encode
+from streams.events import Record, decode, encode
 
 
 async def publish(settings: Settings, topic: str, *records: Record) -> None:
@@ -15,3 +17,21 @@ async def publish(settings: Settings, topic: str, *records: Record) -> None:
             await producer.send_and_wait(topic, encode(record), key=record.key)
     finally:
         await producer.stop()
+
+
+async def records_in_log(settings: Settings, topic: str) -> list[Any]:
+    """Every record of ``topic``, decoded, partition by partition."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for messages in (await consumer.getmany(timeout_ms=1000)).values():
+                records += [decode(message.value) for message in messages]
+        return records
+    finally:
+        await consumer.stop()

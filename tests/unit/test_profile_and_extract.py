@@ -6,7 +6,7 @@ from streams.events import BlobType, BufferedBlob, BufferFlushed, ChatMessage, P
 from streams.extract import summarize
 from streams.extraction import Extraction, ProfileChange
 from streams.offline import OfflineExtractor
-from streams.profile import APPLIED_KEPT, UserProfile, apply, from_json, slot_id, to_json
+from streams.profile import UserProfile, apply, from_json, slot_id, to_json
 from streams.project_config import DEFAULT
 from streams.slot_changes import plan_changes
 
@@ -34,14 +34,13 @@ def test_fold_keeps_creation_time_and_deletes() -> None:
     assert apply(profile, change("delete", "", later)) == {}
 
 
-def test_user_profile_remembers_the_last_records_applied() -> None:
+def test_user_profile_knows_which_offsets_it_applied() -> None:
     slots = apply({}, change("add", "pilot", T0))
-    state = UserProfile({})
-    for n in range(APPLIED_KEPT + 1):
-        state = state.after(slots, f"r{n}")
-    assert not state.has_applied("r0") and state.has_applied("r1") and state.has_applied(f"r{APPLIED_KEPT}")
+    state = UserProfile(slots, 7)
+    assert not UserProfile({}).has_applied(0)
+    assert state.has_applied(6) and state.has_applied(7) and not state.has_applied(8)
     assert UserProfile.from_json(state.to_json()) == state
-    assert UserProfile.from_json(to_json(slots)) == UserProfile(slots)  # a value written before the ids were kept
+    assert UserProfile.from_json(to_json(slots)) == UserProfile(slots)  # a value written before the offset was kept
     assert UserProfile.from_json(None) == UserProfile({})
 
 

@@ -47,9 +47,12 @@ def test_merge_can_clear_fields() -> None:
     assert merge(STORED, EventPatch()) == STORED
 
 
-def test_patch_rejects_unknown_fields() -> None:
-    with pytest.raises(ValidationError, match="colour"):
-        EventPatch.model_validate({"colour": "red"})
+def test_patch_ignores_unknown_fields_and_takes_what_the_sdk_allows() -> None:
+    patch = EventPatch.model_validate({"colour": "red", "profile_delta": [{"content": "x", "attributes": None}]})
+    assert merge(STORED, patch).profile_delta[0].attributes == {}
+    assert merge(STORED, EventPatch.model_validate({"profile_delta": None})).profile_delta == []
+    with pytest.raises(ValidationError, match="profile_delta"):
+        EventPatch.model_validate({"profile_delta": [{"attributes": {}}]})
 
 
 def test_event_text_is_tip_then_profile_changes() -> None:
