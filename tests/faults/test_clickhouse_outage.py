@@ -13,7 +13,7 @@ import time
 from typing import AsyncIterator
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from memstream.settings import Settings
 from tests.faults.support import (
@@ -31,6 +31,7 @@ from tests.faults.support import (
     task_statuses,
 )
 from tests.support.client import eventually
+from tests.support.records import group_offsets
 
 USERS = int(scaled(4, 12))
 MIN_OUTAGE = scaled(2.0, 20.0)  # seconds the front stays down at least (and until the conditions below are seen)
@@ -44,15 +45,7 @@ async def drill(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Drill
 
 async def committed_offsets(settings: Settings) -> dict[TopicPartition, int | None]:
     """The projection writer's committed offsets on the ingest and memory topics."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.projection_group,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(t, p) for t in (settings.topic_ingest, settings.topic_memory)
-               for p in range(settings.topic_partitions)]
-        return {tp: await consumer.committed(tp) for tp in tps}
-    finally:
-        await consumer.stop()
+    return await group_offsets(settings, settings.projection_group, settings.topic_ingest, settings.topic_memory)
 
 
 async def test_inserts_go_on_reads_answer_503_and_projections_catch_up(drill: Drill) -> None:

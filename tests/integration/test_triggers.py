@@ -1,13 +1,10 @@
 """Flush triggers: buffer size, idle time; a worker restart that keeps the buffer, and one that
 reads the whole log again."""
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from memstream.settings import Settings
 from memstream.stack import Stack
 from streams.events import BufferFlushed, ProfileSlotChanged
 from tests.support.client import Api, chat, eventually, new_user
-from tests.support.records import records_in_log
+from tests.support.records import group_offsets, log_ends, records_in_log
 
 STACK_SETTINGS = {"max_chat_blob_buffer_token_size": 40, "buffer_flush_interval": 1.5}
 
@@ -53,34 +50,6 @@ async def test_worker_restart_keeps_the_buffer(api: Api, stack: Stack) -> None:
     assert len(results) == 1 and results[0]["add_profiles"]
 
 
-async def source_offsets(settings: Settings, rewind: bool = False) -> dict[TopicPartition, int]:
-    """The worker group's committed offsets on the agents' source topics; with ``rewind``, first
-    commit 0 for each (the group must have no live member)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(t, p) for t in (settings.topic_ingest, settings.topic_flushes)
-               for p in range(settings.topic_partitions)]
-        consumer.assign(tps)
-        if rewind:
-            await consumer.commit(dict.fromkeys(tps, 0))
-        return {tp: await consumer.committed(tp) or 0 for tp in tps}
-    finally:
-        await consumer.stop()
-
-
-async def log_ends(settings: Settings) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(t, p) for t in (settings.topic_ingest, settings.topic_flushes)
-               for p in range(settings.topic_partitions)]
-        return await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-
-
 async def test_a_worker_reading_the_log_again_applies_nothing_twice(api: Api, stack: Stack) -> None:
     """What a rejoin with no committed offsets does (a group the broker forgot): every record of
     the agents' topics is read again, from the start. Nothing is buffered, flushed or extracted twice."""
@@ -91,15 +60,16 @@ async def test_a_worker_reading_the_log_again_applies_nothing_twice(api: Api, st
     flushes = [r for r in await records_in_log(settings, settings.topic_flushes) if isinstance(r, BufferFlushed)]
     changes = [r for r in await records_in_log(settings, settings.topic_memory) if isinstance(r, ProfileSlotChanged)]
 
+    sources = (settings.topic_ingest, settings.topic_flushes)
     await stack.stop_worker()
-    assert set((await source_offsets(settings, rewind=True)).values()) == {0}
+    assert set((await group_offsets(settings, settings.app_id, *sources, rewind=True)).values()) == {0}
     await stack.start_worker()
     later = new_user()
     await api.ok("POST", f"/blobs/insert/{later}", json=chat("My name is Frank."))
     assert len(await api.ok("POST", f"/users/buffer/{later}/chat", params={"wait_process": "true"})) == 1
 
     async def caught_up() -> bool:
-        return await source_offsets(settings) == await log_ends(settings)
+        return await group_offsets(settings, settings.app_id, *sources) == await log_ends(settings, *sources)
     await eventually(caught_up, timeout=30, what="the worker reading both topics to their ends again")
     flushes_after = [r for r in await records_in_log(settings, settings.topic_flushes) if isinstance(r, BufferFlushed)]
     changes_after = [r for r in await records_in_log(settings, settings.topic_memory) if isinstance(r, ProfileSlotChanged)]

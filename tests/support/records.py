@@ -35,3 +35,31 @@ async def records_in_log(settings: Settings, topic: str) -> list[Any]:
         return records
     finally:
         await consumer.stop()
+
+
+def partitions(settings: Settings, *topics: str) -> list[TopicPartition]:
+    return [TopicPartition(t, p) for t in topics for p in range(settings.topic_partitions)]
+
+
+async def group_offsets(settings: Settings, group: str, *topics: str, rewind: bool = False) -> dict[TopicPartition, int | None]:
+    """``group``'s committed offsets on ``topics``; with ``rewind``, first commit 0 for each (the
+    group must have no live member)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = partitions(settings, *topics)
+        if rewind:
+            consumer.assign(tps)
+            await consumer.commit(dict.fromkeys(tps, 0))
+        return {tp: await consumer.committed(tp) for tp in tps}
+    finally:
+        await consumer.stop()
+
+
+async def log_ends(settings: Settings, *topics: str) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        return await consumer.end_offsets(partitions(settings, *topics))
+    finally:
+        await consumer.stop()
