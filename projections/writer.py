@@ -75,10 +75,13 @@ class ProjectionWriter:
         )
         self._task: asyncio.Task[None] | None = None
         self.records_written = 0
-        # Records written since the last commit, by partition: offset → hash of the value. A batch
-        # whose commit failed (a restarted broker forgot the group) is read again after the rejoin,
-        # and is skipped rather than written twice (unless the log holds other records there now).
-        self._uncommitted: dict[TopicPartition, dict[int, int]] = defaultdict(dict)
+        # What this writer wrote lately, by partition: offset → hash of the value. After a rejoin the
+        # consumer reads again from the committed offsets — a batch whose commit failed (a restarted
+        # broker forgot the group), or one fetched again because a rebalance reset the position while
+        # it was being written — and those records are skipped rather than written twice (unless the
+        # log holds other records there now). Marks below the commit before last are dropped.
+        self._written: dict[TopicPartition, dict[int, int]] = defaultdict(dict)
+        self._committed: dict[TopicPartition, int] = {}  # each partition's last offset committed
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -100,7 +103,7 @@ class ProjectionWriter:
             ops: list[Op] = []
             count = 0
             for tp, messages in batch.items():
-                written = self._uncommitted.get(tp, {})
+                written = self._written.get(tp, {})
                 for message in messages:
                     if written.get(message.offset) == hash(message.value):
                         continue
@@ -113,15 +116,22 @@ class ProjectionWriter:
             await self._write_until_done(ops)
             self.records_written += count
             for tp, messages in batch.items():
-                self._uncommitted[tp].update((m.offset, hash(m.value)) for m in messages)
+                self._written[tp].update((m.offset, hash(m.value)) for m in messages)
+            offsets = {tp: messages[-1].offset + 1 for tp, messages in batch.items()}
             try:
-                await self._consumer.commit()
-                self._uncommitted.clear()
+                await self._consumer.commit(offsets)
+                self._forget_before_last_commit(offsets)
             except KafkaError as exc:
                 # E.g. CommitFailedError from a restarted broker that forgot the group: the consumer
                 # rejoins and reads from the last committed offsets; what was written is skipped.
                 log.warning("projection offsets not committed (%s: %s); will commit after the rejoin",
                             type(exc).__name__, exc)
+
+    def _forget_before_last_commit(self, offsets: dict[TopicPartition, int]) -> None:
+        for tp, offset in offsets.items():
+            previous = self._committed.get(tp, 0)
+            self._written[tp] = {o: h for o, h in self._written[tp].items() if o >= previous}
+            self._committed[tp] = offset
 
     async def _write_until_done(self, ops: list[Op]) -> None:
         delay, pending = 0.2, writes(self._store, ops)

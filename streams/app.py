@@ -7,40 +7,15 @@ The app is built from ``Settings`` (not at import time) so that tests can run mo
 differently-configured worker in a process.
 """
 
-from typing import Mapping
-
 import faust
-from faust.types import TP
 
 from memstream.settings import Settings
 from streams import buffer, extract
 from streams.embeddings import Embedder
 from streams.extraction import Extractor
+from streams.gaps import Gaps
 from streams.projects import ProjectDirectory
 from streams.topics import Topics
-
-def rewind_uncommitted(app: faust.App, topics: set[str]) -> None:
-    """Make a rebalance rewind partitions that have no committed offset yet (faust-streaming 0.15
-    with aiokafka 0.14).
-
-    On a rebalance Faust drops the records it fetched but has not processed, counting on
-    ``seek_to_committed`` to read them again; aiokafka leaves a partition whose committed offset
-    is missing or 0 where it is, so those records were never processed (a restarted broker that
-    forgot the group forces exactly such a rejoin: tasks stayed ``running`` for good). Such
-    partitions go back to their beginning instead; the agents skip the records their tables
-    already hold (each buffer and profile keeps the offset of the last record applied to it).
-    """
-    consumer = app.consumer
-    seek_to_committed = consumer.seek_to_committed
-
-    async def seek_to_committed_or_beginning() -> Mapping[TP, int]:
-        committed = await seek_to_committed()
-        fresh = {tp: 0 for tp, offset in committed.items() if not offset and tp.topic in topics}
-        if fresh:
-            await consumer.seek_wait(fresh)
-        return committed
-
-    consumer.seek_to_committed = seek_to_committed_or_beginning  # type: ignore[method-assign]
 
 
 def _topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
@@ -74,7 +49,7 @@ def build_app(
         dead_letter=_topic(app, settings.topic_dead_letter, n),
         projects=_topic(app, settings.topic_projects, n),
     )
-    rewind_uncommitted(app, {settings.topic_ingest, settings.topic_flushes})
-    buffer.register(app, topics, settings)
-    extract.register(app, topics, settings, extractor, embedder, directory)
+    gaps = Gaps(app, settings.kafka_bootstrap, {settings.topic_ingest, settings.topic_flushes})
+    buffer.register(app, topics, settings, gaps)
+    extract.register(app, topics, settings, extractor, embedder, directory, gaps)
     return app

@@ -10,10 +10,9 @@ only inside a stream); it sends a ``FlushRequested(reason="idle")`` to the inges
 whose task id is derived from the buffer's last blob, and the agent flushes only if that
 blob is still the last one.
 
-Each buffer's table value also holds the ingest offset of the last record applied to it (a
-flushed buffer keeps only that), so a record read again — after a restart before its offset
-was committed, or after a rejoin that rewound the partition — is skipped instead of being
-buffered twice.
+Processing is at least once: a record read again after a restart or a rebalance is applied
+again. The extract agent skips a flush it has applied (same trigger, same blobs), so the blobs a
+flush took already are not extracted twice by it.
 """
 
 import logging
@@ -43,13 +42,12 @@ from streams.events import (
     derived_id,
 )
 from streams.tokens import count_tokens
+from streams.gaps import Gaps
 from streams.topics import Topics, dead_letter_on_error, publish
 
 log = logging.getLogger(__name__)
 
-# JSON kept in the Faust table: project_id, user_id, partition, tokens, last_at, blobs, offset; an
-# empty buffer is just {"offset": …}.
-State = dict[str, Any]
+State = dict[str, Any]  # JSON kept in the Faust table: project_id, user_id, partition, tokens, last_at, blobs
 
 
 def buffer_key(project_id: str, user_id: str, blob_type: str) -> str:
@@ -64,26 +62,12 @@ def blob_tokens(messages: list[ChatMessage]) -> int:
     return sum(count_tokens(m.content) for m in messages)
 
 
-def register(app: faust.App, topics: Topics, settings: Settings) -> None:
+def register(app: faust.App, topics: Topics, settings: Settings, gaps: Gaps) -> None:
     buffers = app.Table("buffers", default=None, partitions=settings.topic_partitions)
     idle_requested: dict[str, str] = {}  # buffer key → idle task id already sent by this worker
 
     async def finish(record: Record, blob_type: BlobType, task_ids: list[str], blob_ids: list[str], flush_id: str) -> None:
-        done = TaskFinished(
-            project_id=record.project_id,
-            user_id=record.user_id,
-            event_id=derived_id(flush_id, "finished"),
-            flush_id=flush_id,
-            blob_type=blob_type,
-            task_ids=task_ids,
-            blob_ids=blob_ids,
-            status="completed",
-        )
-        await publish(topics.memory, done)
-
-    def applied(key: str, offset: int) -> bool:
-        """Whether the record at ``offset`` was applied to buffer ``key`` already."""
-        return (buffers.get(key) or {}).get("offset", -1) >= offset
+        await publish(topics.memory, TaskFinished.of(record, flush_id, blob_type, task_ids, blob_ids, status="completed"))
 
     async def flush(record: Record, key: str, state: State, flush_id: str, reason: str, extra_tasks: list[str]) -> None:
         blobs = [BufferedBlob.model_validate(b) for b in state["blobs"]]
@@ -97,30 +81,31 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             blobs=blobs,
             task_ids=[b.task_id for b in blobs] + extra_tasks,
         )
-        buffers[key] = {"offset": state["offset"]}
+        buffers.pop(key, None)
         idle_requested.pop(key, None)
         await publish(topics.flushes, flushed)
 
-    async def on_blob(record: BlobInserted, partition: int, offset: int) -> None:
+    async def on_blob(record: BlobInserted, partition: int) -> None:
         if record.blob_type not in BUFFERED_BLOB_TYPES:
             # Stored only: nothing to extract, so its task is done as soon as it is accepted.
             await publish(topics.memory, _buffered(record, None))
             await finish(record, record.blob_type, [record.task_id], [record.blob_id], record.task_id)
             return
         key = buffer_key(record.project_id, record.user_id, record.blob_type)
-        if applied(key, offset):
-            return
         messages = [ChatMessage.model_validate(m) for m in record.blob_data.get("messages", [])]
-        state: State = buffers.get(key) or {}
-        if not state.get("blobs"):
-            state = {"project_id": record.project_id, "user_id": record.user_id, "partition": partition, "tokens": 0, "blobs": []}
+        state: State = buffers.get(key) or {
+            "project_id": record.project_id,
+            "user_id": record.user_id,
+            "partition": partition,
+            "tokens": 0,
+            "blobs": [],
+        }
         blob = BufferedBlob(blob_id=record.blob_id, task_id=record.task_id, created_at=record.created_at, messages=messages)
         state = {
             **state,
             "tokens": state["tokens"] + blob_tokens(messages),
             "last_at": record.occurred_at.timestamp(),
             "blobs": [*state["blobs"], blob.model_dump(mode="json")],
-            "offset": offset,
         }
         if state["tokens"] >= settings.max_chat_blob_buffer_token_size:
             flush_id = derived_id("size", record.task_id)
@@ -130,63 +115,60 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
             buffers[key] = state
             await publish(topics.memory, _buffered(record, None))
 
-    async def on_flush_request(record: FlushRequested, offset: int) -> None:
+    async def on_flush_request(record: FlushRequested) -> None:
         key = buffer_key(record.project_id, record.user_id, record.blob_type)
-        if applied(key, offset):
-            return
-        state = {**(buffers.get(key) or {}), "offset": offset}
+        state = buffers.get(key)
         if record.reason == "idle":
-            if state.get("blobs") and idle_task_id(state) == record.task_id:
+            if state and state["blobs"] and idle_task_id(state) == record.task_id:
                 await flush(record, key, state, record.task_id, "idle", [])
             return
-        if state.get("blobs"):
+        if state and state["blobs"]:
             await flush(record, key, state, record.task_id, "request", [record.task_id])
         else:
             await finish(record, record.blob_type, [record.task_id], [], record.task_id)
 
-    async def on_blob_deleted(record: BlobDeleted, offset: int) -> None:
+    async def on_blob_deleted(record: BlobDeleted) -> None:
         for blob_type in BUFFERED_BLOB_TYPES:
             key = buffer_key(record.project_id, record.user_id, blob_type)
-            state = buffers.get(key) or {}
-            gone = [b for b in state.get("blobs", []) if b["blob_id"] == record.blob_id]
-            if not gone or applied(key, offset):
+            state = buffers.get(key)
+            if not state:
+                continue
+            gone = [b for b in state["blobs"] if b["blob_id"] == record.blob_id]
+            if not gone:
                 continue
             kept = [b for b in state["blobs"] if b["blob_id"] != record.blob_id]
             tokens = sum(blob_tokens([ChatMessage.model_validate(m) for m in b["messages"]]) for b in kept)
-            buffers[key] = {**state, "blobs": kept, "tokens": tokens, "offset": offset}
+            buffers[key] = {**state, "blobs": kept, "tokens": tokens}
             await finish(record, blob_type, [gone[0]["task_id"]], [record.blob_id], gone[0]["task_id"])
 
-    async def on_user_deleted(record: UserDeleted, offset: int) -> None:
+    async def on_user_deleted(record: UserDeleted) -> None:
         for blob_type in BUFFERED_BLOB_TYPES:
             key = buffer_key(record.project_id, record.user_id, blob_type)
-            if applied(key, offset):
-                continue
-            state = buffers.get(key) or {}
-            buffers[key] = {"offset": offset}  # emptied, and blobs of the user read again stay out
-            if state.get("blobs"):
+            state = buffers.pop(key, None)
+            if state and state["blobs"]:
                 ids = [b["task_id"] for b in state["blobs"]]
                 flush_id = derived_id("user-deleted", record.event_id)
                 await finish(record, blob_type, ids, [b["blob_id"] for b in state["blobs"]], flush_id)
         await publish(topics.flushes, record)  # the extractor forgets the profile too
 
-    async def handle(raw: bytes, partition: int, offset: int) -> None:
+    async def handle(raw: bytes, partition: int) -> None:
         record = decode(raw)
         if isinstance(record, BlobInserted):
-            await on_blob(record, partition, offset)
+            await on_blob(record, partition)
         elif isinstance(record, FlushRequested):
-            await on_flush_request(record, offset)
+            await on_flush_request(record)
         elif isinstance(record, BlobDeleted):
-            await on_blob_deleted(record, offset)
+            await on_blob_deleted(record)
         elif isinstance(record, UserDeleted):
-            await on_user_deleted(record, offset)
+            await on_user_deleted(record)
         elif isinstance(record, (ProfileEdited, EventEdited)):
             await publish(topics.flushes, record)  # the extract agent owns profiles and event rewrites
 
     @app.agent(topics.ingest, name="buffer")
     async def buffer_agent(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            async with dead_letter_on_error(topics, event):
-                await handle(event.value, event.message.partition, event.message.offset)
+        async for delivered in gaps.delivered(stream):
+            async with dead_letter_on_error(topics, delivered):
+                await handle(delivered.value, delivered.partition)
 
     check_every = max(0.1, min(settings.buffer_flush_interval / 4, 30.0))
 
@@ -195,7 +177,7 @@ def register(app: faust.App, topics: Topics, settings: Settings) -> None:
         now = time.time()
         owned = app.assignor.assigned_actives()
         for key, state in list(buffers.items()):
-            if not state or not state.get("blobs") or now - state["last_at"] < settings.buffer_flush_interval:
+            if not state or not state["blobs"] or now - state["last_at"] < settings.buffer_flush_interval:
                 continue
             if TP(settings.topic_ingest, state["partition"]) not in owned:
                 continue

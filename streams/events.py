@@ -285,6 +285,16 @@ class TaskFinished(Record):
     error: str | None = None
     results: list[ChatModalResponse] = []
 
+    @classmethod
+    def of(cls, cause: Record, flush_id: str, blob_type: BlobType, task_ids: list[str], blob_ids: list[str],
+           **outcome: Any) -> "TaskFinished":
+        """The end of the tasks of one flush (or of what stood for one), for ``cause``'s user; one
+        id per flush, so a flush ended twice is projected once."""
+        return cls(
+            project_id=cause.project_id, user_id=cause.user_id, event_id=derived_id(flush_id, "finished"),
+            flush_id=flush_id, blob_type=blob_type, task_ids=task_ids, blob_ids=blob_ids, **outcome,
+        )
+
 
 AnyRecord = Annotated[
     Union[

@@ -10,10 +10,10 @@
 The profile aggregate lives in a Faust Table keyed like the flushes topic, folded with
 ``streams.profile.apply`` from the very ``ProfileSlotChanged`` records it emits; flushes and
 edits of one user arrive in one partition, in order, so they are applied one after the other
-and no ClickHouse read sits on this path. The table also keeps the offset of the last record
+and no ClickHouse read sits on this path. The table also keeps the ids of the last records
 applied (``streams.profile.UserProfile``), so one read again after a restart is skipped, not
-extracted again. A UserDeleted empties the slots and keeps the offset: the user's older flushes
-stay applied.
+extracted again; only a flush that succeeded counts as applied, so one replayed from the dead
+letters is extracted. A UserDeleted empties the slots and keeps the ids.
 
 A failed LLM or embedding call is retried with exponential backoff; after the last attempt the
 record goes to the dead-letter topic unchanged (it can be replayed) and a flush's tasks end
@@ -47,12 +47,13 @@ from streams.events import (
     derived_id,
 )
 from streams.extraction import Extraction, ExtractionFailed, Extractor, Usage
+from streams.gaps import Gaps
 from streams.gists import searchable
 from streams.profile import Profile, UserProfile, apply
 from streams.project_config import ProjectConfig
 from streams.projects import ProjectDirectory
 from streams.slot_changes import plan_changes, plan_edit
-from streams.topics import Topics, dead_letter_on_error, publish
+from streams.topics import Outbox, Topics, dead_letter_on_error, publish
 
 log = logging.getLogger(__name__)
 
@@ -137,24 +138,25 @@ def register(
     extractor: Extractor,
     embedder: Embedder | None,
     directory: ProjectDirectory,
+    gaps: Gaps,
 ) -> None:
     profiles = app.Table("profiles", default=None, partitions=settings.topic_partitions)
 
     def current(record: Record) -> UserProfile:
         return UserProfile.from_json(profiles.get(record.key.decode()))
 
-    async def publish_changes(slots: Profile, changes: list[ProfileSlotChanged]) -> Profile:
-        """Publish ``changes``; the slots they fold into."""
+    async def send_changes(outbox: Outbox, slots: Profile, changes: list[ProfileSlotChanged]) -> Profile:
+        """Send ``changes``; the slots they fold into."""
         for change in changes:
             slots = apply(slots, change)
-            await publish(topics.memory, change)
+            await outbox.send(topics.memory, change)
         return slots
 
-    def keep(record: Record, offset: int, slots: Profile) -> None:
-        """The record at ``offset`` is applied: keep the slots it left, and the offset. Called after
-        everything the record causes is published, so a record skipped as applied has nothing left
-        to send."""
-        profiles[record.key.decode()] = UserProfile(slots, offset).to_json()
+    async def keep(record: Record, state: UserProfile, slots: Profile, outbox: Outbox) -> None:
+        """``record`` is applied: once the broker has what it caused, keep the slots it left and its
+        id, so a record skipped as applied has nothing left to send."""
+        await outbox.delivered()
+        profiles[record.key.decode()] = state.after(slots, record).to_json()
 
     async def searchable_event(cause: Record, event_id: str, data: EventData, id_base: str, **fields: Any) -> EventRecorded:
         embedding, gists = await retrying(
@@ -169,24 +171,13 @@ def register(
         log.error("%s %s failed for good, sent to dead letters: %s", type(record).__name__, record.event_id, error)
         await topics.dead_letter.send(key=record.key, value=raw, headers={"error": str(error).encode()})
 
-    async def end_task(flushed: BufferFlushed, **outcome: object) -> None:
-        await publish(
-            topics.memory,
-            TaskFinished(
-                project_id=flushed.project_id,
-                user_id=flushed.user_id,
-                event_id=derived_id(flushed.flush_id, "finished"),
-                flush_id=flushed.flush_id,
-                blob_type=flushed.blob_type,
-                task_ids=flushed.task_ids,
-                blob_ids=[b.blob_id for b in flushed.blobs],
-                **outcome,
-            ),
-        )
+    def task_finished(flushed: BufferFlushed, **outcome: object) -> TaskFinished:
+        blob_ids = [b.blob_id for b in flushed.blobs]
+        return TaskFinished.of(flushed, flushed.flush_id, flushed.blob_type, flushed.task_ids, blob_ids, **outcome)
 
-    async def on_flush(flushed: BufferFlushed, raw: bytes, partition: int, offset: int) -> None:
+    async def on_flush(flushed: BufferFlushed, raw: bytes, processing: str) -> None:
         state = current(flushed)
-        if state.has_applied(offset):
+        if state.has_applied(flushed):
             log.info("flush %s was applied before the restart; not extracted again", flushed.flush_id)
             return
         await directory.catch_up()  # a config acknowledged before this flush is the one used
@@ -215,15 +206,16 @@ def register(
             )
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, the flush's tasks must end, visibly
             await park(flushed, raw, exc)
-            await end_task(flushed, status="failed", error=str(exc))
+            await publish(topics.memory, task_finished(flushed, status="failed", error=str(exc)))
             return
         finally:
             if spent.calls:  # tokens of failed attempts are spent too
-                await publish(topics.memory, usage_recorded(flushed, spent, f"{partition}:{offset}"))
-        slots = await publish_changes(profile, changes)
-        await publish(topics.memory, event)
-        await end_task(flushed, status="completed", results=[summarize(changes, event_id)])
-        keep(flushed, offset, slots)
+                await publish(topics.memory, usage_recorded(flushed, spent, processing))
+        outbox = Outbox()
+        slots = await send_changes(outbox, profile, changes)
+        await outbox.send(topics.memory, event)
+        await outbox.send(topics.memory, task_finished(flushed, status="completed", results=[summarize(changes, event_id)]))
+        await keep(flushed, state, slots, outbox)
 
     async def on_event_edit(edit: EventEdited, raw: bytes) -> None:
         try:
@@ -239,16 +231,17 @@ def register(
 
     @app.agent(topics.flushes, name="extract")
     async def extract_agent(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            async with dead_letter_on_error(topics, event):
-                record, offset = decode(event.value), event.message.offset
+        async for delivered in gaps.delivered(stream):
+            async with dead_letter_on_error(topics, delivered):
+                record = decode(delivered.value)
                 if isinstance(record, BufferFlushed):
-                    await on_flush(record, event.value, event.message.partition, offset)
+                    await on_flush(record, delivered.value, f"{delivered.partition}:{delivered.offset}")
                 elif isinstance(record, ProfileEdited):
                     state = current(record)
-                    if not state.has_applied(offset):
-                        keep(record, offset, await publish_changes(state.slots, plan_edit(record, state.slots)))
+                    if not state.has_applied(record):
+                        outbox = Outbox()
+                        await keep(record, state, await send_changes(outbox, state.slots, plan_edit(record, state.slots)), outbox)
                 elif isinstance(record, EventEdited):
-                    await on_event_edit(record, event.value)
-                elif isinstance(record, UserDeleted) and not current(record).has_applied(offset):
-                    profiles[record.key.decode()] = UserProfile({}, offset).to_json()
+                    await on_event_edit(record, delivered.value)
+                elif isinstance(record, UserDeleted) and not (state := current(record)).has_applied(record):
+                    await keep(record, state, {}, Outbox())

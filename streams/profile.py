@@ -3,13 +3,9 @@
 ``apply`` is the one fold used everywhere: by the extract agent's Faust Table, by the
 projection tests and by rebuild checks, so stream state and ClickHouse cannot disagree.
 
-The Table holds a ``UserProfile``: the slots and the offset (in the flushes topic) of the last
-record folded into them. Faust acks an event only when its agent asks for the next one, so a
-worker stopped or crashed after applying a flush, before its offset was committed, reads that
-flush again after the restart. Written in the same table value as the slots (one changelog
-record), the offset lets the agent recognise the redelivery and skip it, instead of asking the
-LLM again against a profile the flush already changed. A record of one user always comes from
-that user's partition, so its offsets only grow.
+The Table holds a ``UserProfile``: the slots and the ids of the last records applied to them
+(``streams.applied``), written in one changelog record, so a flush read again after a restart
+is skipped instead of being extracted again against a profile it already changed.
 """
 
 from dataclasses import dataclass
@@ -17,7 +13,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from streams.events import ProfileSlotChanged, derived_id
+from streams.applied import was_applied, with_applied
+from streams.events import ProfileSlotChanged, Record, derived_id
 
 
 class Slot(BaseModel):
@@ -70,21 +67,24 @@ def from_json(raw: dict[str, dict] | None) -> Profile:
 
 @dataclass(frozen=True)
 class UserProfile:
-    """A user's slots and the offset of the last record applied to them (-1: none yet)."""
+    """A user's slots and the ids of the last records applied to them (``streams.applied``)."""
 
     slots: Profile
-    offset: int = -1
+    applied: tuple[str, ...] = ()
 
-    def has_applied(self, offset: int) -> bool:
-        return offset <= self.offset
+    def has_applied(self, record: Record) -> bool:
+        return was_applied(list(self.applied), record)
+
+    def after(self, slots: Profile, record: Record) -> "UserProfile":
+        return UserProfile(slots, tuple(with_applied(list(self.applied), record)))
 
     def to_json(self) -> dict:
-        return {"slots": to_json(self.slots), "offset": self.offset}
+        return {"slots": to_json(self.slots), "applied": list(self.applied)}
 
     @classmethod
     def from_json(cls, raw: dict | None) -> "UserProfile":
         if raw is None:
             return cls({})
-        if "slots" not in raw:  # written before the offset was kept: the slots alone
+        if "slots" not in raw:  # written before the applied ids were kept: the slots alone
             return cls(from_json(raw))
-        return cls(from_json(raw["slots"]), raw["offset"])
+        return cls(from_json(raw["slots"]), tuple(raw.get("applied", ())))  # no "applied": offsets were kept

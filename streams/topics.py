@@ -4,12 +4,14 @@ Source topics must exist with their partition count *before* Faust starts, or Fa
 see a partition mismatch against auto-created single-partition topics.
 """
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Protocol
 
 import faust
+from faust.types import RecordMetadata
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -39,9 +41,36 @@ class Topics:
     projects: faust.TopicT
 
 
-async def publish(topic: faust.TopicT, record: Record) -> None:
-    """Send a record keyed by its user, so it lands in that user's partition."""
-    await topic.send(key=record.key, value=encode(record))
+async def publish(topic: faust.TopicT, record: Record) -> Awaitable[RecordMetadata]:
+    """Send a record keyed by its user, so it lands in that user's partition. Returns its delivery:
+    awaited, it says the broker has the record."""
+    return await topic.send(key=record.key, value=encode(record))
+
+
+class Outbox:
+    """The records one input causes, sent at once and then awaited together, so an agent can count
+    its input applied only once the broker has all of them. Faust's producer only logs a send that
+    failed (the broker was away), so a failed one is sent again after a pause until it is taken;
+    ids derive from the input, so a record that reaches the log twice changes nothing."""
+
+    def __init__(self) -> None:
+        self._sent: list[tuple[faust.TopicT, Record, Awaitable[RecordMetadata]]] = []
+
+    async def send(self, topic: faust.TopicT, record: Record) -> None:
+        self._sent.append((topic, record, await publish(topic, record)))
+
+    async def delivered(self) -> None:
+        delay = 0.2
+        while self._sent:
+            outcomes = await asyncio.gather(*(d for _, _, d in self._sent), return_exceptions=True)
+            failed = [(t, r) for (t, r, _), outcome in zip(self._sent, outcomes) if isinstance(outcome, BaseException)]
+            self._sent = []
+            if failed:
+                log.warning("%d records not taken by the broker; sending them again in %.1fs", len(failed), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                for topic, record in failed:
+                    await self.send(topic, record)
 
 
 def topic_names(settings: Settings) -> list[str]:
@@ -70,12 +99,22 @@ async def ensure_topics(settings: Settings) -> None:
         await admin.close()
 
 
+class Delivered(Protocol):
+    """A record as an agent gets it: Faust's message, or aiokafka's record read directly."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
 @contextlib.asynccontextmanager
-async def dead_letter_on_error(topics: Topics, event: faust.EventT) -> AsyncIterator[None]:
+async def dead_letter_on_error(topics: Topics, delivered: Delivered) -> AsyncIterator[None]:
     """Keep an agent alive past a record it cannot process: log it and park it as a dead letter."""
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - one bad record must not stop the partition
-        log.exception("cannot process record at %s:%d:%d", event.message.topic, event.message.partition, event.message.offset)
+        log.exception("cannot process record at %s:%d:%d", delivered.topic, delivered.partition, delivered.offset)
         error = f"{type(exc).__name__}: {exc}".encode()
-        await topics.dead_letter.send(key=event.key, value=event.value, headers={"error": error})
+        await topics.dead_letter.send(key=delivered.key, value=delivered.value, headers={"error": error})

@@ -12,12 +12,18 @@ inserts and longer outages.
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, TypeVar
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.sensors import Sensor
 
 from memstream.settings import Settings
 from memstream.stack import Stack
@@ -135,6 +141,52 @@ async def drill_stack(root: Path, **overrides: Any) -> AsyncIterator[Drill]:
         api = Api(stack.url, TOKEN)
         cleanup.push_async_callback(api.close)
         yield Drill(root, broker, front, store, settings, stack, api)
+
+
+class AckedWrites(Sensor):
+    """Every record the worker's Faust producer had acknowledged (a Faust sensor): after a broker
+    restart, one the log no longer holds as it was proves the broker lost writes it had
+    acknowledged — which the local broker can do when stopped under load — and what depended on
+    them (a flush, a task's end) may never come, whatever Memstream does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # where → digests of the records acknowledged there (more than one when the broker lost
+        # the first and gave its offset again)
+        self.acked: dict[tuple[str, int, int], list[bytes]] = defaultdict(list)
+
+    def watch(self, app: faust.App | None) -> None:
+        assert app is not None
+        app.sensors.add(self)
+
+    def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int, valsize: int) -> Any:
+        return digest(message.key, message.value)
+
+    def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
+        self.acked[(metadata.topic, metadata.partition, metadata.offset)].append(state)
+
+    async def lost(self, settings: Settings) -> list[str]:
+        """Acknowledged records the log no longer holds (``topic:partition:offset``): the offset is
+        gone, or holds another record (the broker gave the offset again)."""
+        held: dict[tuple[str, int, int], bytes] = {}  # where → digest of the record there now
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+        await consumer.start()
+        try:
+            tps = sorted({TopicPartition(topic, partition) for topic, partition, _ in self.acked})
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+                for tp, messages in (await consumer.getmany(timeout_ms=1000)).items():
+                    held.update(((tp.topic, tp.partition, m.offset), digest(m.key, m.value)) for m in messages)
+        finally:
+            await consumer.stop()
+        return sorted(f"{t}:{p}:{o}" for (t, p, o), sent in self.acked.items()
+                      if any(held.get((t, p, o)) != digest for digest in sent))
+
+
+def digest(key: bytes | None, value: bytes | None) -> bytes:
+    return hashlib.blake2b((key or b"") + b"\0" + (value or b""), digest_size=16).digest()
 
 
 def worker_state(stack: Stack) -> str:

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 from streams.events import BlobType, BufferedBlob, BufferFlushed, ChatMessage, ProfileSlotChanged
 from streams.extract import summarize
 from streams.extraction import Extraction, ProfileChange
+from streams.applied import KEPT
 from streams.offline import OfflineExtractor
 from streams.profile import UserProfile, apply, from_json, slot_id, to_json
 from streams.project_config import DEFAULT
@@ -34,14 +35,25 @@ def test_fold_keeps_creation_time_and_deletes() -> None:
     assert apply(profile, change("delete", "", later)) == {}
 
 
-def test_user_profile_knows_which_offsets_it_applied() -> None:
+def test_user_profile_remembers_the_last_records_applied() -> None:
     slots = apply({}, change("add", "pilot", T0))
-    state = UserProfile(slots, 7)
-    assert not UserProfile({}).has_applied(0)
-    assert state.has_applied(6) and state.has_applied(7) and not state.has_applied(8)
+    records = [change("add", "pilot", T0) for _ in range(KEPT + 1)]  # each with its own event id
+    state = UserProfile({})
+    for record in records:
+        state = state.after(slots, record)
+    assert not state.has_applied(records[0]) and all(state.has_applied(r) for r in records[1:])
     assert UserProfile.from_json(state.to_json()) == state
-    assert UserProfile.from_json(to_json(slots)) == UserProfile(slots)  # a value written before the offset was kept
+    assert UserProfile.from_json(to_json(slots)) == UserProfile(slots)  # a value written before the ids were kept
+    assert UserProfile.from_json({"slots": to_json(slots), "offset": 3}) == UserProfile(slots)  # offsets were kept
     assert UserProfile.from_json(None) == UserProfile({})
+
+
+def test_a_flush_under_an_applied_id_with_other_tasks_is_not_applied() -> None:
+    """The buffer agent, reading its input again, can flush under the same id with other blobs."""
+    first = flushed()
+    again = first.model_copy(update={"task_ids": [*first.task_ids, "t2"]})
+    state = UserProfile({}).after({}, first)
+    assert state.has_applied(first) and state.has_applied(first.model_copy()) and not state.has_applied(again)
 
 
 def test_plan_turns_add_on_existing_slot_into_update_and_drops_impossible_changes() -> None:
