@@ -2,7 +2,7 @@
 
 List parameters repeat (``prefer_topics=a&prefer_topics=b``; the Memobase SDK sends
 ``&prefer_topics=a&&prefer_topics=b``, whose empty pair is skipped); JSON parameters
-(``topic_limits_json``, ``chats_str``) that do not parse or do not fit are a 422 naming the field.
+(``topic_limits_json`` or ``topic_limits``, ``chats_str``) that do not parse or do not fit are a 422 naming the field.
 """
 
 from typing import Annotated
@@ -26,6 +26,9 @@ class TopicsQuery(BaseModel):
     topic_limits_json: Json[dict[str, Count]] | None = Field(
         None, description="JSON object: topic → most sub_topics shown (overrides max_subtopic_size)"
     )
+    topic_limits: Json[dict[str, Count]] | None = Field(
+        None, description="the same, under the name Memobase's JavaScript SDK sends (topic_limits_json wins)"
+    )
     chats_str: Json[list[ChatMessage]] | None = Field(None, description="JSON list of the app's recent {role, content} messages")
 
     def profile_filter(self) -> ProfileFilter:
@@ -34,7 +37,7 @@ class TopicsQuery(BaseModel):
             prefer_topics=tuple(self.prefer_topics),
             only_topics=tuple(self.only_topics),
             max_subtopic_size=self.max_subtopic_size,
-            topic_limits=self.topic_limits_json or {},
+            topic_limits=self.topic_limits_json or self.topic_limits or {},
         )
 
     def chats(self) -> list[ChatMessage]:

@@ -161,6 +161,7 @@ class Gist(BaseModel):
 
 class FoundGists(BaseModel):
     gists: list[Gist]
+    events: list[Gist] = Field(description="the same gists: Memobase's JavaScript SDK (0.0.18) reads them here")
     search: Literal["semantic", "lexical"]
 
 
@@ -247,4 +248,4 @@ async def search_gist(request: web.Request, query: SearchQuery) -> web.Response:
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
     criteria = await _criteria(d, query)
     gists = await search_gists(d.store, project, user_id, criteria)
-    return ok({"gists": gists, "search": _mode(criteria)})
+    return ok({"gists": gists, "events": gists, "search": _mode(criteria)})
