@@ -26,10 +26,10 @@ def mark(record: Record) -> str:
     return derived_id(record.event_id, *tasks).replace("-", "")[:16]
 
 
-def was_applied(applied: list[str], record: Record) -> bool:
+def was_applied(applied: tuple[str, ...], record: Record) -> bool:
     return mark(record) in applied
 
 
-def with_applied(applied: list[str], record: Record) -> list[str]:
+def with_applied(applied: tuple[str, ...], record: Record) -> tuple[str, ...]:
     """``applied`` with ``record`` added, the oldest dropped past ``KEPT``."""
-    return [*applied, mark(record)][-KEPT:]
+    return (*applied, mark(record))[-KEPT:]

@@ -41,8 +41,8 @@ from streams.events import (
     decode,
     derived_id,
 )
-from streams.tokens import count_tokens
 from streams.gaps import Gaps
+from streams.tokens import count_tokens
 from streams.topics import Topics, dead_letter_on_error, publish
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,12 @@ def blob_tokens(messages: list[ChatMessage]) -> int:
 def register(app: faust.App, topics: Topics, settings: Settings, gaps: Gaps) -> None:
     buffers = app.Table("buffers", default=None, partitions=settings.topic_partitions)
     idle_requested: dict[str, str] = {}  # buffer key → idle task id already sent by this worker
+
+    def open_buffer(key: str) -> State | None:
+        """Buffer ``key`` if it holds blobs. (A value written before 496c156 may be ``{"offset": n}``:
+        an emptied buffer then.)"""
+        state = buffers.get(key)
+        return state if state and state.get("blobs") else None
 
     async def finish(record: Record, blob_type: BlobType, task_ids: list[str], blob_ids: list[str], flush_id: str) -> None:
         await publish(topics.memory, TaskFinished.of(record, flush_id, blob_type, task_ids, blob_ids, status="completed"))
@@ -93,7 +99,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, gaps: Gaps) -> 
             return
         key = buffer_key(record.project_id, record.user_id, record.blob_type)
         messages = [ChatMessage.model_validate(m) for m in record.blob_data.get("messages", [])]
-        state: State = buffers.get(key) or {
+        state: State = open_buffer(key) or {
             "project_id": record.project_id,
             "user_id": record.user_id,
             "partition": partition,
@@ -117,12 +123,12 @@ def register(app: faust.App, topics: Topics, settings: Settings, gaps: Gaps) -> 
 
     async def on_flush_request(record: FlushRequested) -> None:
         key = buffer_key(record.project_id, record.user_id, record.blob_type)
-        state = buffers.get(key)
+        state = open_buffer(key)
         if record.reason == "idle":
-            if state and state["blobs"] and idle_task_id(state) == record.task_id:
+            if state and idle_task_id(state) == record.task_id:
                 await flush(record, key, state, record.task_id, "idle", [])
             return
-        if state and state["blobs"]:
+        if state:
             await flush(record, key, state, record.task_id, "request", [record.task_id])
         else:
             await finish(record, record.blob_type, [record.task_id], [], record.task_id)
@@ -130,7 +136,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, gaps: Gaps) -> 
     async def on_blob_deleted(record: BlobDeleted) -> None:
         for blob_type in BUFFERED_BLOB_TYPES:
             key = buffer_key(record.project_id, record.user_id, blob_type)
-            state = buffers.get(key)
+            state = open_buffer(key)
             if not state:
                 continue
             gone = [b for b in state["blobs"] if b["blob_id"] == record.blob_id]
@@ -144,8 +150,9 @@ def register(app: faust.App, topics: Topics, settings: Settings, gaps: Gaps) -> 
     async def on_user_deleted(record: UserDeleted) -> None:
         for blob_type in BUFFERED_BLOB_TYPES:
             key = buffer_key(record.project_id, record.user_id, blob_type)
-            state = buffers.pop(key, None)
-            if state and state["blobs"]:
+            state = open_buffer(key)
+            buffers.pop(key, None)
+            if state:
                 ids = [b["task_id"] for b in state["blobs"]]
                 flush_id = derived_id("user-deleted", record.event_id)
                 await finish(record, blob_type, ids, [b["blob_id"] for b in state["blobs"]], flush_id)
@@ -177,7 +184,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, gaps: Gaps) -> 
         now = time.time()
         owned = app.assignor.assigned_actives()
         for key, state in list(buffers.items()):
-            if not state or not state["blobs"] or now - state["last_at"] < settings.buffer_flush_interval:
+            if not state or not state.get("blobs") or now - state["last_at"] < settings.buffer_flush_interval:
                 continue
             if TP(settings.topic_ingest, state["partition"]) not in owned:
                 continue

@@ -73,10 +73,10 @@ class UserProfile:
     applied: tuple[str, ...] = ()
 
     def has_applied(self, record: Record) -> bool:
-        return was_applied(list(self.applied), record)
+        return was_applied(self.applied, record)
 
     def after(self, slots: Profile, record: Record) -> "UserProfile":
-        return UserProfile(slots, tuple(with_applied(list(self.applied), record)))
+        return UserProfile(slots, with_applied(self.applied, record))
 
     def to_json(self) -> dict:
         return {"slots": to_json(self.slots), "applied": list(self.applied)}

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, TypeVar
 
 import faust
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from faust.sensors import Sensor
 
 from memstream.settings import Settings
@@ -32,7 +32,7 @@ from scripts.broker import LocalBroker, free_port
 from scripts.clickhouse_front import ClickHouseFront
 from tests.integration.conftest import TOKEN
 from tests.support.client import Api, chat, new_user
-from tests.support.records import records_in_log
+from tests.support.records import messages_in, records_in_log
 
 LONG = os.environ.get("MEMSTREAM_DRILL_LONG", "") not in ("", "0")
 PROJECT = "default"  # the root token acts for it
@@ -168,21 +168,10 @@ class AckedWrites(Sensor):
     async def lost(self, settings: Settings) -> list[str]:
         """Acknowledged records the log no longer holds (``topic:partition:offset``): the offset is
         gone, or holds another record (the broker gave the offset again)."""
-        held: dict[tuple[str, int, int], bytes] = {}  # where → digest of the record there now
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
-        await consumer.start()
-        try:
-            tps = sorted({TopicPartition(topic, partition) for topic, partition, _ in self.acked})
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-                for tp, messages in (await consumer.getmany(timeout_ms=1000)).items():
-                    held.update(((tp.topic, tp.partition, m.offset), digest(m.key, m.value)) for m in messages)
-        finally:
-            await consumer.stop()
+        tps = {TopicPartition(topic, partition) for topic, partition, _ in self.acked}
+        held = {(m.topic, m.partition, m.offset): digest(m.key, m.value) for m in await messages_in(settings, tps)}
         return sorted(f"{t}:{p}:{o}" for (t, p, o), sent in self.acked.items()
-                      if any(held.get((t, p, o)) != digest for digest in sent))
+                      if any(held.get((t, p, o)) != one for one in sent))
 
 
 def digest(key: bytes | None, value: bytes | None) -> bytes:

@@ -1,8 +1,8 @@
 """Publishing records straight to a stack's topics, for tests that drive the agents directly."""
 
-from typing import Any
+from typing import Any, Iterable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from memstream.settings import Settings
 from streams.events import Record, decode, encode
@@ -19,22 +19,27 @@ async def publish(settings: Settings, topic: str, *records: Record) -> None:
         await producer.stop()
 
 
-async def records_in_log(settings: Settings, topic: str) -> list[Any]:
-    """Every record of ``topic``, decoded, partition by partition."""
+async def messages_in(settings: Settings, tps: Iterable[TopicPartition]) -> list[ConsumerRecord]:
+    """Every message of the partitions ``tps``, as stored (not decoded), partition by partition."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        tps = sorted(set(tps))
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        records = []
+        messages: list[ConsumerRecord] = []
         while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for messages in (await consumer.getmany(timeout_ms=1000)).values():
-                records += [decode(message.value) for message in messages]
-        return records
+            for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                messages += batch
+        return messages
     finally:
         await consumer.stop()
+
+
+async def records_in_log(settings: Settings, topic: str) -> list[Any]:
+    """Every record of ``topic``, decoded, partition by partition."""
+    return [decode(message.value) for message in await messages_in(settings, partitions(settings, topic))]
 
 
 def partitions(settings: Settings, *topics: str) -> list[TopicPartition]:
