@@ -13,6 +13,7 @@ from streams.project_tokens import project_of_token, token_sha256
 from streams.projects import ProjectDirectory
 
 PROJECT = web.RequestKey("project_id", str)
+ROOT = web.RequestKey("root", bool)  # the request carries the root token
 OPEN_PATHS = frozenset({"/api/v1/healthcheck", "/api/v1/openapi.json"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -44,6 +45,7 @@ def auth_middleware(root_token: str, default_project: str, directory: ProjectDir
         if project is None:
             return error_response(ApiError(401, "invalid token", http_status=401))
         request[PROJECT] = project
+        request[ROOT] = hmac.compare_digest(token.strip().encode(), expected_root)
         return await handler(request)
 
     return middleware

@@ -19,6 +19,8 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from api import params
+from api.auth import ROOT
+from api.envelope import ApiError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SPEC = "__endpoint__"
@@ -32,6 +34,7 @@ class Endpoint:
     body_required: bool = True  # False: an empty body counts as {}
     data: Any = None  # the type of ``data`` on success (None: null)
     envelope: bool = True  # False: the answer is ``data`` itself (only the OpenAPI document)
+    root_only: bool = False  # answered 403 unless the token is the root token
 
 
 def endpoint(
@@ -42,12 +45,15 @@ def endpoint(
     body_required: bool = True,
     data: Any = None,
     envelope: bool = True,
+    root_only: bool = False,
 ) -> Callable[[Callable[..., Awaitable[web.StreamResponse]]], Handler]:
-    spec = Endpoint(summary, query, body, body_required, data, envelope)
+    spec = Endpoint(summary, query, body, body_required, data, envelope, root_only)
 
     def wrap(handler: Callable[..., Awaitable[web.StreamResponse]]) -> Handler:
         @functools.wraps(handler)
         async def parsed(request: web.Request) -> web.StreamResponse:
+            if spec.root_only and not request[ROOT]:
+                raise ApiError(403, "this call needs the root token", http_status=403)
             params.check_path(request)
             params.check_query_string(request)
             kwargs: dict[str, BaseModel] = {}

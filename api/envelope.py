@@ -35,6 +35,10 @@ def invalid(errmsg: str) -> ApiError:
     return ApiError(422, errmsg, http_status=422)
 
 
+def too_large(errmsg: str) -> ApiError:
+    return ApiError(413, errmsg, http_status=413)
+
+
 def unavailable(errmsg: str) -> ApiError:
     return ApiError(503, errmsg, http_status=503)
 

@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, Json
 
 from api.profile_filters import ProfileFilter
-from streams.events import ChatMessage
+from streams.records import ChatMessage
 
 MAX_COUNT = 1_000_000  # bound of the counts and token budgets a read accepts
 Count = Annotated[int, Field(ge=0, strict=True)]

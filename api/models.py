@@ -4,10 +4,12 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator, model_validator
 
-from api.envelope import describe_validation, invalid
-from streams.events import BlobInserted, BlobType, ChatMessage, ChatModalResponse, EventData, utc_now
+from api.envelope import describe_validation, invalid, too_large
+from streams.limits import Limits
+from streams.owner import problem_of
+from streams.records import BlobInserted, BlobType, ChatMessage, Command, EventData, FlushOutcome, utc_now
 
 # What ClickHouse's DateTime64 columns hold; a time outside would be stored as another time.
 EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
@@ -23,6 +25,22 @@ class UserBody(BaseModel):
     @classmethod
     def _uuid(cls, value: str | None) -> str | None:
         return None if value is None else str(uuid.UUID(value))
+
+
+class UserDataBody(UserBody):
+    """A user's new data: ``{"data": {...}}`` (Memobase's Python and JavaScript SDKs), or the data map
+    itself (its Go SDK, as Memobase's server takes it): a body whose keys are only ``data`` and
+    ``id`` is unwrapped, any other is the data."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra={
+        "description": "{data: {...}}, or the data map itself (a body with keys other than data and id)"})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_map(cls, value: Any) -> Any:
+        if isinstance(value, dict) and not set(value) <= {"data", "id"}:
+            return {"data": value}
+        return value
 
 
 class ChatData(BaseModel):
@@ -98,6 +116,14 @@ class InsertBlobBody(BaseModel):
         return model.model_dump(mode="json", exclude_none=True)
 
 
+def bounded(command: Command, limits: Limits) -> Command:
+    """``command`` if the owner can apply it within ``limits``; else HTTP 413 naming the field and the limit."""
+    problem = problem_of(command, limits)
+    if problem:
+        raise too_large(f"body.{problem}")
+    return command
+
+
 def new_blob(
     project_id: str,
     user_id: str,
@@ -130,6 +156,20 @@ class WaitQuery(BaseModel):
 
     def timeout(self, default: float) -> float:
         return default if self.wait_timeout is None else self.wait_timeout
+
+
+class ChatModalResponse(BaseModel):
+    """What one extraction changed, in Memobase's wire format."""
+
+    event_id: str | None = None
+    add_profiles: list[str] = []
+    update_profiles: list[str] = []
+    delete_profiles: list[str] = []
+
+    @classmethod
+    def of(cls, outcome: FlushOutcome) -> "ChatModalResponse":
+        return cls(event_id=outcome.event_id, add_profiles=outcome.added, update_profiles=outcome.updated,
+                   delete_profiles=outcome.deleted)
 
 
 class Id(BaseModel):

@@ -39,9 +39,10 @@ _ERROR = {
 }
 _ERRORS = {
     "401": "Missing or wrong bearer token",
+    "403": "The call needs the root token",
     "413": "Body larger than MEMSTREAM_MAX_BODY_BYTES",
     "422": "A path parameter, query parameter, query string or body that does not parse; errmsg names the field",
-    "503": "Broker or ClickHouse unreachable; nothing was stored, retry",
+    "503": "Broker or ClickHouse unreachable (retry), or for the healthcheck: a part of the service is down",
 }
 
 routes = web.RouteTableDef()
@@ -111,7 +112,7 @@ def _responses(spec: Endpoint, data: dict[str, Any] | None, is_open: bool) -> di
     domain_error = {"$ref": REF.format(model="DomainError")}
     answers = {"200": {"description": "Success, or a domain error (errno ≠ 0, data null)",
                        "content": {"application/json": {"schema": {"anyOf": [success, domain_error]}}}}}
-    wanted = {"401": not is_open, "413": spec.body is not None, "422": True, "503": not is_open}  # 422: any query string
+    wanted = {"401": not is_open, "403": spec.root_only, "413": spec.body is not None, "422": True, "503": True}  # 422: any query string
     answers.update({status: {"$ref": f"#/components/responses/E{status}"} for status, needed in wanted.items() if needed})
     return answers
 

@@ -2,25 +2,18 @@
 
 import asyncio
 
-from api.deps import Deps, until_visible
+from api.deps import Deps
 from api.envelope import ApiError
-from api.waiter import within
-from projections.tasks import get_task
-from streams.events import TaskFinished
+from api.models import ChatModalResponse
+from api.waiter import Located, within
+from streams.records import TaskFinished
 
 
-async def task_outcome(
-    d: Deps, project_id: str, task_id: str, finished: "asyncio.Future[TaskFinished]", timeout: float
-) -> list[dict]:
-    """Wait for the task's end, then until the read models show it, so a read right after sees its
+async def task_outcome(d: Deps, task_id: str, finished: "asyncio.Future[Located[TaskFinished]]", timeout: float) -> list[dict]:
+    """Wait for the task's end, then until ClickHouse holds it, so a read right after sees its
     results. Returns the ``ChatModalResponse`` list, or errno 500 naming the task when it failed."""
     ended = await within(finished, timeout, task_id)
-
-    async def projected() -> bool:
-        task = await get_task(d.store, project_id, task_id)
-        return task is not None and task["status"] == ended.status
-
-    await until_visible(projected, d.settings.read_your_writes_timeout)
-    if ended.status == "failed":
-        raise ApiError(500, f"processing failed: {ended.error}", task_id=task_id)
-    return [r.model_dump() for r in ended.results]
+    await d.consistency.until_projected(ended.partition, ended.offset, f"task {task_id}")
+    if ended.fact.status == "failed":
+        raise ApiError(500, f"processing failed: {ended.fact.error}", task_id=task_id)
+    return [ChatModalResponse.of(o).model_dump() for o in ended.fact.outcomes]

@@ -26,7 +26,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from api.envelope import describe_validation, invalid
-from streams.events import BlobType
+from streams.records import BlobType
 
 M = TypeVar("M", bound=BaseModel)
 

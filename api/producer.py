@@ -1,126 +1,139 @@
-"""The API's Kafka producer: a request is acknowledged only once the broker has the record, and
-answered 503 only once the record can no longer reach the log.
+"""The API's Kafka producer: a request is acknowledged only once the broker has committed its
+record, and answered 503 only for a record no reader will ever see.
 
-aiokafka's idempotent producer retries a batch until it is delivered, whatever its caller's
-timeout ("cancelling the returned future will not stop event from being sent"), so a record a
-request gave up on would reach the log once the broker is back: the client, told nothing was
-stored, retries and the blob is there twice. So a send that fails or times out retires the
-producer that holds it: its sender stops, requests already on the wire finish (a record the
-broker took after all is acknowledged), everything it still holds is failed, and the next
-request starts a fresh producer. A fresh producer also has a new producer id, which is what it
-takes after a fatal error: a broker that lost its idempotence state in a restart answers
-``OutOfOrderSequenceNumber``, which ends aiokafka's sender for good.
+Records go to the log in transactions (group commit: the requests that arrive while one
+transaction commits go together in the next), and every reader of the log reads committed
+records only. A transaction that cannot commit within ``produce_timeout`` — the broker is away —
+is given up: its requests are answered 503, and its records, even those the broker took, are
+aborted (by the broker once the transaction times out, or when the next producer with this
+process's transactional id starts), so a client that retries after a 503 never finds the first
+attempt processed. Nothing is committed before every record of a transaction is acknowledged;
+a commit that started and does not finish is waited for (``COMMIT_PATIENCE``) and, if its outcome
+stays unknown, answered with a 503 that says the write may be stored.
+
+The transactional id (``<MEMSTREAM_APP_ID>.api.<MEMSTREAM_API_INSTANCE>``) must be unique per
+running API process and the same when it restarts: a restarted process then aborts what the
+previous run left open.
 """
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
 
 from api.envelope import unavailable
-from streams.events import Record, encode
+from streams.records import Record, encode
+from streams.runtime.clients import Closer
 
 log = logging.getLogger(__name__)
 
-
-class ProducerRetired(KafkaError):
-    """The record was still held by a retired producer: it was never sent."""
-
-
-def fail_held(producer: AIOKafkaProducer, error: KafkaError) -> None:
-    """Fail every record ``producer`` still holds. aiokafka 0.14 internals: its own ``fail_all``
-    trips over a batch queued again for a retry (its done-callback removes it from the pending
-    set it is no longer in) and leaves the batches' drain waiters failed and never retrieved."""
-    accumulator = producer._message_accumulator
-    held = {*accumulator._pending_batches, *(b for queue in accumulator._batches.values() for b in queue)}
-    accumulator._pending_batches.update(held)
-    accumulator._batches.clear()
-    for batch in held:
-        batch.failure(error)
-        drained = batch._drain_waiter
-        if drained.done() and not drained.cancelled():
-            drained.exception()
+MAX_PER_TRANSACTION = 500
+COMMIT_PATIENCE = 3  # a commit under way is waited for this many produce timeouts before it is called unknown
+RETIRE_TIMEOUT = 30.0  # seconds a given-up producer gets to close before it is left to the broker's fencing
 
 
-async def halt(producer: AIOKafkaProducer) -> None:
-    """Stop ``producer`` without sending what it still holds (``stop()`` flushes first, which with
-    idempotence on and the broker down never ends). Cancelled, aiokafka's sender waits for its
-    requests on the wire, so their records end as the broker answered; the rest are failed."""
-    sender = producer._sender.sender_task
-    if sender is not None and not sender.done():
-        sender.cancel()
-        await asyncio.wait([sender])
-    fail_held(producer, ProducerRetired("the producer holding this record was retired"))
-    await producer.stop()
-
-
-def _retrieve(delivery: asyncio.Future) -> None:
-    """Mark a delivery's failure as seen: the request waiting on it may have given up already."""
-    if not delivery.cancelled():
-        delivery.exception()
+@dataclass
+class _Pending:
+    topic: str
+    record: Record
+    answer: "asyncio.Future[RecordMetadata]"
 
 
 class Producer:
-    def __init__(self, bootstrap: str, timeout: float) -> None:
-        self._bootstrap, self._timeout = bootstrap, timeout
+    def __init__(self, bootstrap: str, transactional_id: str, timeout: float) -> None:
+        self._bootstrap, self._transactional_id, self._timeout = bootstrap, transactional_id, timeout
         self._producer: AIOKafkaProducer | None = None
-        self._starting = asyncio.Lock()
-        self._halting: dict[AIOKafkaProducer, asyncio.Task[None]] = {}
+        self._pending: list[_Pending] = []
+        self._wake = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+        self._closer = Closer(RETIRE_TIMEOUT)
 
     async def start(self) -> None:
-        await self._current()
+        self._producer = await self._new_producer()
+        self._loop = asyncio.create_task(self._run(), name="api-producer")
 
     async def stop(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            await producer.stop()
-        await asyncio.gather(*self._halting.values())
+        if self._loop is not None:
+            self._loop.cancel()
+            await asyncio.gather(self._loop, return_exceptions=True)
+        self._fail(self._pending, unavailable("the API is stopping; nothing was stored, retry"))
+        if self._producer is not None:
+            self._closer.close(self._producer, "the API producer")
+        await self._closer.wait()
 
-    async def _current(self) -> AIOKafkaProducer:
-        """The producer in use; a new one after a retirement."""
-        async with self._starting:
-            if self._producer is None:
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=self._bootstrap,
-                    acks="all",
-                    enable_idempotence=True,
-                    linger_ms=1,
-                    request_timeout_ms=int(self._timeout * 1000),
-                )
-                try:
-                    await producer.start()
-                except BaseException:
-                    await producer.stop()
-                    raise
-                self._producer = producer
-            return self._producer
+    async def send(self, topic: str, record: Record) -> RecordMetadata:
+        """Commit ``record`` to ``topic`` keyed by its user; where it landed. 503 when it will not be."""
+        answer: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(topic, record, answer))
+        self._wake.set()
+        return await answer
 
-    async def _retire(self, producer: AIOKafkaProducer) -> None:
-        """Take ``producer`` out of use and halt it (once, however many requests failed on it)."""
-        if self._producer is producer:
-            self._producer = None
-        if producer not in self._halting:
-            self._halting[producer] = asyncio.create_task(halt(producer), name="producer-halt")
-            self._halting[producer].add_done_callback(lambda _: self._halting.pop(producer, None))
-        await asyncio.shield(self._halting[producer])
-
-    async def send(self, topic: str, record: Record) -> None:
-        """Send and wait for acks=all; a failure becomes a 503 (nothing stored) so the client knows to retry."""
-        producer: AIOKafkaProducer | None = None
-        delivery: asyncio.Future | None = None
+    async def _new_producer(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            transactional_id=self._transactional_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=0,
+            request_timeout_ms=int(self._timeout * 1000),
+            transaction_timeout_ms=max(int(self._timeout * 3000), 10_000),
+            max_request_size=1_100_000,
+        )
         try:
             async with asyncio.timeout(self._timeout):
-                producer = await self._current()
-                delivery = await producer.send(topic, encode(record), key=record.key)
-                delivery.add_done_callback(_retrieve)
-                await asyncio.shield(delivery)
+                await producer.start()  # fences an older producer of this id and aborts what it left open
+        except BaseException:
+            self._closer.close(producer, "an API producer that did not start")
+            raise
+        return producer
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_PER_TRANSACTION], self._pending[MAX_PER_TRANSACTION:]
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        """One transaction for ``batch``. Until every record is acknowledged nothing is committed, so
+        giving up then stores nothing. A commit that does not finish in time is waited for a while
+        more: only its outcome says whether the records are in."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                if self._producer is None:
+                    self._producer = await self._new_producer()
+                producer = self._producer
+                await producer.begin_transaction()
+                sent = [await producer.send(p.topic, encode(p.record), key=p.record.key) for p in batch]
+                landed = await asyncio.gather(*sent)
+        except (KafkaError, TimeoutError) as failure:
+            self._give_up(batch, failure, "the event log did not take the write; nothing was stored, retry shortly")
             return
-        except (KafkaError, TimeoutError) as exc:
-            failure: BaseException = exc
-        if producer is not None:
-            await self._retire(producer)
-        if delivery is not None and delivery.done() and not delivery.cancelled() and delivery.exception() is None:
-            return  # the broker took it while its producer was being retired
-        log.warning("broker did not take %s: %r", type(record).__name__, failure)
-        raise unavailable("the event log is unavailable, nothing was stored; retry shortly") from failure
+        commit = asyncio.ensure_future(producer.commit_transaction())
+        try:
+            await asyncio.wait_for(asyncio.shield(commit), self._timeout * COMMIT_PATIENCE)
+        except (KafkaError, TimeoutError) as failure:
+            settled = commit.done() and not commit.cancelled()
+            self._give_up(batch, failure, "the event log did not take the write; nothing was stored, retry shortly"
+                          if settled else "the event log did not confirm the write: it may be stored; check before retrying")
+            return
+        for pending, where in zip(batch, landed):
+            if not pending.answer.done():
+                pending.answer.set_result(where)
+
+    def _give_up(self, batch: list[_Pending], failure: BaseException, errmsg: str) -> None:
+        log.warning("the broker did not take %d records (%r); answered 503", len(batch), failure)
+        self._fail(batch, unavailable(errmsg))
+        if self._producer is not None:  # its successor fences it, whatever it still holds
+            self._closer.close(self._producer, "a retired API producer")
+            self._producer = None
+
+    @staticmethod
+    def _fail(batch: list[_Pending], error: Exception) -> None:
+        for pending in batch:
+            if not pending.answer.done():
+                pending.answer.set_exception(error)

@@ -1,39 +1,52 @@
-"""Waiting for task results: a broadcast reader of the memory topic.
+"""Waiting for the facts that end a request's work: a broadcast reader of the memory topic.
 
-Each API process reads ``memstream.memory`` from its end (no consumer group, every partition),
-and resolves the futures of requests waiting on ``BlobBuffered`` / ``TaskFinished`` records.
-A request registers its wait *before* producing its command, so it cannot miss the answer.
+Each API process reads ``memstream.memory`` from its end (no consumer group, every partition, as
+committed), and resolves the futures of requests waiting on a ``BlobStored`` or ``TaskFinished``
+of a task, or the ``EditApplied`` of an edit, with where the fact is in the log (so the request
+can then wait for ClickHouse to hold it). A request registers its wait *before* producing its
+command, so it cannot miss the answer.
 """
 
 import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from typing import AsyncIterator, TypeVar
+from dataclasses import dataclass
+from typing import AsyncIterator, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pydantic import ValidationError
 
 from api.envelope import ApiError
-from streams.events import BlobBuffered, TaskFinished, decode
+from streams.records import FACTS, BlobStored, EditApplied, TaskFinished, Undecodable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+F = TypeVar("F")
+
+
+@dataclass(frozen=True)
+class Located(Generic[F]):
+    fact: F
+    partition: int
+    offset: int
 
 
 class Wait:
-    """The two answers a request may wait for about one task id."""
+    """The answers a request may wait for about one task or edit id."""
 
     def __init__(self) -> None:
         loop = asyncio.get_running_loop()
-        self.buffered: asyncio.Future[BlobBuffered] = loop.create_future()
-        self.finished: asyncio.Future[TaskFinished] = loop.create_future()
+        self.stored: asyncio.Future[Located[BlobStored]] = loop.create_future()
+        self.finished: asyncio.Future[Located[TaskFinished]] = loop.create_future()
+        self.applied: asyncio.Future[Located[EditApplied]] = loop.create_future()
 
 
 class TaskWaiter:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self._topic = topic
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, isolation_level="read_committed"
+        )
         self._waits: dict[str, list[Wait]] = defaultdict(list)
         self._task: asyncio.Task[None] | None = None
 
@@ -54,34 +67,40 @@ class TaskWaiter:
         await self._consumer.stop()
 
     @contextlib.asynccontextmanager
-    async def expect(self, task_id: str) -> AsyncIterator[Wait]:
+    async def expect(self, key: str) -> AsyncIterator[Wait]:
+        """Wait for the facts of the task or edit ``key`` while the block runs."""
         wait = Wait()
-        self._waits[task_id].append(wait)
+        self._waits[key].append(wait)
         try:
             yield wait
         finally:
-            self._waits[task_id].remove(wait)
-            if not self._waits[task_id]:
-                del self._waits[task_id]
+            self._waits[key].remove(wait)
+            if not self._waits[key]:
+                del self._waits[key]
+
+    def _resolve(self, keys: list[str], future: str, located: Located[object]) -> None:
+        for key in keys:
+            for wait in self._waits.get(key, []):
+                target: asyncio.Future[object] = getattr(wait, future)
+                if not target.done():
+                    target.set_result(located)
 
     async def _run(self) -> None:
         async for message in self._consumer:
             if not self._waits:
                 continue
             try:
-                record = decode(message.value)
-            except ValidationError:
-                log.error("undecodable record on %s at offset %d", message.topic, message.offset)
+                record = FACTS.decode(message.value)
+            except Undecodable as exc:
+                log.error("undecodable record on %s at offset %d: %s", message.topic, message.offset, exc)
                 continue
-            if isinstance(record, BlobBuffered):
-                for wait in self._waits.get(record.task_id, []):
-                    if not wait.buffered.done():
-                        wait.buffered.set_result(record)
+            located = Located(record, message.partition, message.offset)
+            if isinstance(record, BlobStored):
+                self._resolve([record.task_id], "stored", located)
             elif isinstance(record, TaskFinished):
-                for task_id in record.task_ids:
-                    for wait in self._waits.get(task_id, []):
-                        if not wait.finished.done():
-                            wait.finished.set_result(record)
+                self._resolve(record.task_ids, "finished", located)
+            elif isinstance(record, EditApplied):
+                self._resolve([record.edit_id], "applied", located)
 
 
 async def within(future: "asyncio.Future[T]", timeout: float, task_id: str) -> T:

@@ -16,10 +16,12 @@ from memstream.projects_admin import ProjectExists, create_project
 from memstream.rebuild import RebuildRefused, rebuild
 from memstream.settings import Settings
 from memstream.stack import Stack
+from projections.dead_letters import dead_letters_by_reason
 from projections.replay import ReplayStats
 from projections.schema import migrate
 from projections.store import open_store
 from scripts.broker import LocalBroker
+from streams.runtime.lag import lags
 
 log = logging.getLogger("memstream")
 
@@ -63,8 +65,8 @@ async def dev(args: argparse.Namespace) -> None:
     stack = Stack(settings, store)
     try:
         await stack.start()
-        log.info("kept across restarts: the event log (broker data dir), ClickHouse read models, buffers and "
-                 "profiles (Faust tables, restored from their changelog topics)")
+        log.info("kept across restarts: the event log (broker data dir), ClickHouse read models, and each "
+                 "user's buffers, profile and queued work (restored from the state topic)")
         print(f"\nMemstream is up at {stack.url}/api/v1   token: {settings.root_token}\n"
               f"  try: curl -H 'Authorization: Bearer {settings.root_token}' {stack.url}/api/v1/healthcheck\n",
               flush=True)
@@ -101,7 +103,7 @@ async def run_migrate() -> None:
 
 
 class _ProgressBar:
-    """Records replayed, records/s and ETA; opened at the first report, which carries the total
+    """Log offsets replayed, offsets/s and ETA; opened at the first report, which carries the total
     (so a refused rebuild draws no bar)."""
 
     def __init__(self) -> None:
@@ -109,8 +111,8 @@ class _ProgressBar:
 
     def __call__(self, stats: ReplayStats) -> None:
         if self._bar is None:
-            self._bar = tqdm(total=stats.total, desc="replaying the log", unit=" records", unit_scale=True)
-        self._bar.update(stats.read - self._bar.n)
+            self._bar = tqdm(total=stats.total, desc="replaying the log", unit=" offsets", unit_scale=True)
+        self._bar.update(stats.done - self._bar.n)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -140,10 +142,21 @@ async def run_rebuild(into: str | None) -> int:
 
 
 async def run_replay_dead_letters() -> None:
+    print((await replay_dead_letters(Settings())).summary())
+
+
+async def run_status() -> None:
     settings = Settings()
     store = await open_store(settings.clickhouse_url, settings.clickhouse_database)
     try:
-        print((await replay_dead_letters(settings, store)).summary())
+        for group, rows in (await lags(settings)).items():
+            print(f"consumer group {group}: lag {sum(r.lag for r in rows)}")
+            for row in rows:
+                print(f"  {row.topic}[{row.partition}]  committed {row.committed}  end {row.end}  lag {row.lag}")
+        parked = await dead_letters_by_reason(store)
+        print(f"dead letters: {sum(r['count'] for r in parked)}")
+        for row in parked:
+            print(f"  {row['count']:>6}  {row['kind']}: {row['reason']}")
     finally:
         await store.close()
 
@@ -165,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     dev_cmd.add_argument("--host", default="127.0.0.1")
     dev_cmd.add_argument("--port", type=int, default=8019)
     dev_cmd.add_argument("--data-dir", type=Path, default=Path(".memstream"))
-    commands.add_parser("worker", help="Faust agents and projection writer (external Kafka and ClickHouse)")
+    commands.add_parser("worker", help="the owner stage and the projection writer (external Kafka and ClickHouse)")
     commands.add_parser("api", help="the HTTP API (external Kafka and ClickHouse)")
     commands.add_parser("migrate", help="create or upgrade the ClickHouse schema")
     rebuild_cmd = commands.add_parser(
@@ -175,12 +188,13 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser(
         "replay-dead-letters", help="send parked flushes back to extraction, once each (when the LLM answers again)"
     )
+    commands.add_parser("status", help="each consumer group's lag per partition, and the dead letters by reason")
     project_cmd = commands.add_parser("project", help="manage projects").add_subparsers(dest="action", required=True)
     project_create = project_cmd.add_parser("create", help="create a project and print its token sk-<project>-<secret>")
     project_create.add_argument("name")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("aiokafka", "faust", "mode"):
+    for noisy in ("aiokafka",):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.command == "dev":
         asyncio.run(dev(args))
@@ -194,5 +208,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(asyncio.run(run_rebuild(args.into)))
     elif args.command == "replay-dead-letters":
         asyncio.run(run_replay_dead_letters())
+    elif args.command == "status":
+        asyncio.run(run_status())
     else:
         asyncio.run(run_migrate())

@@ -1,41 +1,31 @@
 """Replaying parked flushes (``memstream replay-dead-letters``).
 
-The extract agent parks a flush whose extraction failed for good on the dead-letter topic,
-unchanged, with an ``error`` header, and ends its tasks ``failed``. Once the LLM answers again,
-this sends each parked ``BufferFlushed`` back to the flushes topic, keyed by its user as before,
-and the extract agent processes it like any flush: every id it emits is derived from the flush
-id, so the same tasks end ``completed`` (their ``completed`` row is newer than the ``failed``
-one, and ``GET /tasks`` reports the newest status) and the profile takes the changes once.
+The owner parks a flush whose extraction failed for good on the dead-letter topic, with an
+``error`` header, and ends its tasks ``failed``. Once the LLM answers again, this sends each
+parked ``BufferFlushed`` back to the ingest topic as a ``FlushReplayed`` command, keyed by its user
+as before; the owner queues it like a closed window, so it is extracted in the user's order. Its
+ids are the flush's, so the same tasks end ``completed`` (a later fact than the ``failed`` one)
+and the profile takes the changes once. The owner refuses the replay of a user forgotten since
+(extracting it would bring them back): those end in the dead letters again, with that reason.
 
 Each dead letter is handled once. The topic is read as the consumer group
 ``<MEMSTREAM_APP_ID>.dead-letter-replay``, from its committed offsets up to the end offsets
 taken at the start (a flush that fails again is parked anew, after them, for a later run), and a
 partition's offsets are committed after the broker has acknowledged its re-sends. A crash in
-between re-sends those flushes on the next run: their ids are the same, so the rows are too,
-but the LLM is asked again. Run one at a time: two runs at once would both re-send what neither
-has committed yet.
+between re-sends those flushes on the next run: the owner queues them again and the LLM is asked
+again. Run one at a time.
 
-Left on the topic, reported and committed past (so reported once):
-
-- records that do not decode;
-- records that are not flushes, parked by ``dead_letter_on_error`` or an event edit whose
-  embedding failed: an edit is a whole rewrite computed when it was made, so sending it now
-  could undo later edits, and an ingest command belongs to another topic and agent;
-- flushes of a user deleted since: extracting them would bring the deleted user's profile back.
-  This is read from the users read model, so do not run it while an in-place rebuild has
-  emptied the tables (every flush would look orphaned); replayed flushes need running workers
-  anyway.
+Left on the topic, reported and committed past (so reported once): records that are not parked
+flushes — commands the owner refused, records the projection writer could not use — which a
+person reads with their reason; sending them again would fail the same way.
 """
 
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from pydantic import ValidationError
 
 from memstream.settings import Settings
-from projections.store import Store
-from projections.users import get_user
-from streams.events import BufferFlushed, decode
+from streams.records import FLUSHES, FlushReplayed, Undecodable, encode
 
 
 @dataclass(frozen=True)
@@ -63,26 +53,23 @@ def replay_group(settings: Settings) -> str:
     return f"{settings.app_id}.dead-letter-replay"
 
 
-async def _examine(store: Store, message: ConsumerRecord) -> DeadLetter:
-    """What ``message`` is, and why it must not be re-sent (``not_replayed``) if so."""
+def _examine(message: ConsumerRecord) -> tuple[DeadLetter, FlushReplayed | None]:
+    """What ``message`` is, and the command that replays it (None when it is not a parked flush)."""
     where = f"{message.topic}:{message.partition}:{message.offset}"
     error = dict(message.headers or ()).get("error", b"").decode(errors="replace")
     try:
-        record = decode(message.value)
-    except ValidationError:
-        return DeadLetter(where, "undecodable", error, not_replayed="cannot be decoded")
-    if not isinstance(record, BufferFlushed):
-        return DeadLetter(where, record.kind, error, not_replayed="not a flush")
-    if await get_user(store, record.project_id, record.user_id) is None:
-        return DeadLetter(where, record.kind, error, record.flush_id, not_replayed=f"user {record.user_id} is deleted")
-    return DeadLetter(where, record.kind, error, record.flush_id)
+        flush = FLUSHES.decode(message.value)
+    except Undecodable:
+        return DeadLetter(where, "other", error, not_replayed="not a parked flush"), None
+    replay = FlushReplayed(project_id=flush.project_id, user_id=flush.user_id, flush=flush)
+    return DeadLetter(where, flush.kind, error, flush.flush_id), replay
 
 
-async def replay_dead_letters(settings: Settings, store: Store) -> DeadLetterReplay:
-    """Re-send the parked flushes not handled by an earlier run to the flushes topic; report the rest."""
+async def replay_dead_letters(settings: Settings) -> DeadLetterReplay:
+    """Send the parked flushes not handled by an earlier run back to the owner; report the rest."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=replay_group(settings),
-        enable_auto_commit=False, auto_offset_reset="earliest",
+        enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
     )
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
     await consumer.start()
@@ -100,12 +87,12 @@ async def replay_dead_letters(settings: Settings, store: Store) -> DeadLetterRep
             for tp, messages in batches.items():
                 handled = [m for m in messages if m.offset < ends[tp]]
                 for message in handled:
-                    letter = await _examine(store, message)
-                    if letter.not_replayed:
+                    letter, replay = _examine(message)
+                    if replay is None:
                         outcome.reported.append(letter)
                         continue
                     headers = [("replayed-from", letter.position.encode())]
-                    await producer.send_and_wait(settings.topic_flushes, message.value, key=message.key, headers=headers)
+                    await producer.send_and_wait(settings.topic_ingest, encode(replay), key=replay.key, headers=headers)
                     outcome.replayed.append(letter)
                 if handled:
                     await consumer.commit({tp: handled[-1].offset + 1})

@@ -1,32 +1,37 @@
-"""Running the parts together: worker (Faust agents + projection writer) and/or API.
+"""Running the parts together: worker (the owner stage + the projection writer) and/or API.
 
 ``memstream dev`` runs both in one process over embedded ClickHouse; ``memstream worker`` and
 ``memstream api`` run one each against external Kafka and ClickHouse; the integration tests
 start several stacks in one process, sharing one broker and one store.
 """
 
+import asyncio
 import logging
 
-import faust
 from aiohttp import web
 
 from api.app import create_app
 from api.deps import Deps
+from api.positions import Consistency, LogEnds, Positions
 from api.producer import Producer
 from api.waiter import TaskWaiter
 from memstream.settings import Settings
 from projections.schema import migrate
 from projections.store import Store
 from projections.writer import ProjectionWriter
-from streams.app import build_app
 from streams.embeddings import Embedder, make_embedder
 from streams.extraction import Extractor
+from streams.jobs import Jobs, RetryPolicy
 from streams.llm import LLMExtractor
 from streams.offline import OfflineExtractor
+from streams.owner import Owner
+from streams.project_config import ProjectConfig
 from streams.projects import ProjectDirectory
+from streams.runtime.stage import OwnerStage
 from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
+READY_TIMEOUT = 20.0  # seconds a starting worker waits for its first partitions
 
 
 def make_extractor(settings: Settings) -> Extractor:
@@ -41,11 +46,13 @@ class Stack:
     def __init__(self, settings: Settings, store: Store, worker: bool = True, api: bool = True) -> None:
         self.settings, self.store = settings, store
         self.run_worker, self.run_api = worker, api
-        self.faust_app: faust.App | None = None
+        self.stage: OwnerStage | None = None
         self.writer: ProjectionWriter | None = None
         self._runner: web.AppRunner | None = None
         self._producer: Producer | None = None
         self._waiter: TaskWaiter | None = None
+        self._ends: dict[str, LogEnds] = {}
+        self._positions: Positions | None = None
         self.directory = ProjectDirectory(settings.kafka_bootstrap, settings.topic_projects)
         self.embedder: Embedder | None = make_embedder(settings)
 
@@ -62,26 +69,59 @@ class Stack:
         if self.run_api:
             await self._start_api()
 
+    async def project_known(self, project_id: str) -> bool:
+        """Whether records may name ``project_id``: the root token's project, or one created."""
+        if project_id == self.settings.default_project or self.directory.exists(project_id):
+            return True
+        await self.directory.catch_up()
+        return self.directory.exists(project_id)
+
+    async def project_config(self, project_id: str) -> ProjectConfig:
+        await self.directory.catch_up()  # a config acknowledged before the job started is the one it uses
+        return self.directory.config(project_id)
+
     async def start_worker(self) -> None:
-        self.faust_app = build_app(self.settings, make_extractor(self.settings), self.embedder, self.directory)
-        await self.faust_app.start()
-        self.writer = ProjectionWriter(self.settings, self.store)
+        settings = self.settings
+        limits = settings.limits()
+        jobs = Jobs(make_extractor(settings), self.embedder, self.project_config,
+                    RetryPolicy(settings.llm_max_attempts, settings.llm_backoff), limits)
+        self.stage = OwnerStage(settings, Owner(limits, settings.max_queued), jobs, self.project_known)
+        await self.stage.start()
+        try:  # a worker that joins a group whose partitions other workers hold gets none: that is fine too
+            await asyncio.wait_for(self.stage.ready.wait(), READY_TIMEOUT)
+        except asyncio.TimeoutError:
+            log.warning("the owner stage has no running partition after %.0fs; going on", READY_TIMEOUT)
+        self.writer = ProjectionWriter(settings, self.store)
         await self.writer.start()
 
     async def stop_worker(self) -> None:
         if self.writer:
             await self.writer.stop()
             self.writer = None
-        if self.faust_app:
-            await self.faust_app.stop()
-            self.faust_app = None
+        if self.stage:
+            await self.stage.stop()
+            self.stage = None
+
+    def health(self) -> list[str]:
+        """Why this process is not doing its work, one reason per part; empty when all is well."""
+        parts = [self.stage, self.writer] if self.run_worker else []
+        return [reason for part in parts if part is not None and (reason := part.health())]
 
     async def _start_api(self) -> None:
-        self._producer = Producer(self.settings.kafka_bootstrap, self.settings.produce_timeout)
+        s = self.settings
+        self._producer = Producer(s.kafka_bootstrap, s.api_transactional_id(), s.produce_timeout)
         await self._producer.start()
-        self._waiter = TaskWaiter(self.settings.kafka_bootstrap, self.settings.topic_memory)
+        self._waiter = TaskWaiter(s.kafka_bootstrap, s.topic_memory)
         await self._waiter.start()
-        app = create_app(Deps(self.settings, self.store, self._producer, self._waiter, self.embedder), self.directory)
+        self._ends = {topic: LogEnds(s.kafka_bootstrap, topic, s.topic_partitions) for topic in (s.topic_ingest, s.topic_projects)}
+        for ends in self._ends.values():
+            await ends.start()
+        self._positions = Positions(s.kafka_bootstrap, s.topic_progress)
+        await self._positions.start()
+        consistency = Consistency(self._ends, self._positions, s.topic_ingest, s.topic_memory, s.topic_partitions,
+                                  s.read_your_writes_timeout)
+        deps = Deps(s, self.store, self._producer, self._waiter, consistency, self.embedder, self.health)
+        app = create_app(deps, self.directory)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.settings.host, self.settings.port).start()
@@ -89,6 +129,10 @@ class Stack:
     async def stop(self) -> None:
         if self._runner:
             await self._runner.cleanup()
+        if self._positions:
+            await self._positions.stop()
+        for ends in self._ends.values():
+            await ends.stop()
         if self._waiter:
             await self._waiter.stop()
         if self._producer:

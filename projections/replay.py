@@ -1,13 +1,12 @@
 """Rebuilding the read models: replay the topics from the beginning into a database.
 
 Every projection is a pure function of its record (``projections.rows.ops_for``) and every
-write is idempotent, so replaying the log into an empty, migrated database yields the tables
-the projection writer built live. What replay must keep is the order the writer saw: within a
-partition the offsets, and across partitions and topics the records' log timestamps — a few
-writes are statements over what is already there (a user's deletion erases the rows other
-topics wrote before it), so a partition read ahead of the others would resurrect them.
-Partitions are therefore merged one record at a time, oldest head first, while the batches of
-writes stay as large as the writer's.
+write is idempotent, so replaying the facts and project records (what the projection writer
+reads, as committed) into an empty, migrated database yields the tables the writer built live.
+What replay must keep is each partition's order: a user's facts are in one partition, and a few
+writes are statements over what is already there (``UserForgotten`` erases the rows stated
+before it). Partitions are merged one record at a time, oldest log timestamp first, while the
+batches of writes stay as large as the writer's.
 
 Replay stops at the end offsets taken when it starts, so it terminates beside a running
 system; whatever is appended later is the live writer's business. The offsets it read between
@@ -21,22 +20,21 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from pydantic import ValidationError
-
 from memstream.settings import Settings
-from projections.rows import Op, ops_for
+from projections.rows import Op
 from projections.store import Store
-from projections.writer import apply_ops
-from streams.events import decode
+from projections.writer import apply_ops, readers
+from streams.records import Undecodable
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class ReplayStats:
-    total: int = 0  # records the topics held when the replay started
-    read: int = 0
-    skipped: int = 0  # undecodable records, logged and passed over as the writer does
+    total: int = 0  # offsets the topics spanned when the replay started (records and transaction markers)
+    done: int = 0  # offsets passed so far (equals ``total`` at the end)
+    read: int = 0  # records read
+    skipped: int = 0  # undecodable records, logged and passed over (the writer parked them)
     by_topic: dict[str, int] = field(default_factory=dict)
     begins: dict[TopicPartition, int] = field(default_factory=dict)  # first offset each partition still holds
     ends: dict[TopicPartition, int] = field(default_factory=dict)  # where the replay stops
@@ -47,8 +45,8 @@ Prepare = Callable[[ReplayStats], Awaitable[None]]
 
 
 def replayed_topics(settings: Settings) -> list[str]:
-    """What the projection writer consumes, in the order that breaks timestamp ties (causes first)."""
-    return [settings.topic_ingest, settings.topic_flushes, settings.topic_memory, settings.topic_projects]
+    """What the projection writer consumes, in the order that breaks timestamp ties."""
+    return list(readers(settings))
 
 
 async def replay(
@@ -63,7 +61,9 @@ async def replay(
     before anything is written (raising there aborts the replay); ``progress`` is called after
     each batch written and at the end."""
     topics = replayed_topics(settings)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False)
+    reading = readers(settings)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+                                isolation_level="read_committed")
     await consumer.start()
     try:
         await consumer.topics()  # loads the metadata of every topic
@@ -81,12 +81,15 @@ async def replay(
         merge = _Merge(consumer, {tp: ends[tp] for tp in tps if ends[tp] > begins[tp]}, topics)
         ops: list[Op] = []
         pending = 0
+        passed = dict(begins)
         async for message in merge:
+            stats.done += message.offset + 1 - passed[TopicPartition(message.topic, message.partition)]
+            passed[TopicPartition(message.topic, message.partition)] = message.offset + 1
             stats.read += 1
             stats.by_topic[message.topic] += 1
             try:
-                ops.extend(ops_for(decode(message.value)))
-            except ValidationError as exc:
+                ops.extend(reading[message.topic](message))
+            except Undecodable as exc:
                 stats.skipped += 1
                 log.error("skipping undecodable record at %s:%d:%d: %s", message.topic, message.partition, message.offset, exc)
             pending += 1
@@ -96,6 +99,7 @@ async def replay(
                 if progress:
                     progress(stats)
         await apply_ops(store, ops)
+        stats.done = stats.total
         if progress:
             progress(stats)
         return stats

@@ -1,7 +1,9 @@
-"""Turn event records into ClickHouse writes: rows to insert, or (rarely) a statement to run.
+"""Turn facts into ClickHouse writes: rows to insert, or (rarely) a statement to run.
 
-Pure functions of the record — no clock, no reads — so a replay writes the same rows with
-the same ``version`` and ReplacingMergeTree keeps one copy.
+Pure functions of the record — no clock, no reads — so a replay writes the same rows with the
+same ``version`` and ReplacingMergeTree keeps one copy. A user's rows take the ``seq`` of the
+fact that wrote them as their version: the owner states a user's facts in order, so a later
+fact always wins, whatever the wall clocks said. Project records take their time (µs).
 """
 
 import json
@@ -9,31 +11,31 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from streams.events import (
-    AnyRecord,
-    BlobBuffered,
-    BlobDeleted,
-    BlobInserted,
-    BufferFlushed,
+from streams.records import (
+    BUFFERED_BLOB_TYPES,
+    BlobDropped,
+    BlobStored,
+    BufferClosed,
     EventData,
-    EventDeleted,
-    EventEdited,
+    EventDropped,
+    EditApplied,
     EventRecorded,
-    FlushRequested,
-    ProfileEdited,
+    OwnerProgress,
     ProfileSlotChanged,
     ProjectConfigSet,
     ProjectCreated,
+    Record,
     TaskFinished,
     UsageRecorded,
-    UserCreated,
-    UserDeleted,
-    UserUpdated,
+    UserForgotten,
+    UserStored,
 )
 
 COLUMNS: dict[str, list[str]] = {
     "users": ["project_id", "user_id", "data", "created_at", "updated_at", "version", "is_deleted"],
-    "blobs": ["project_id", "user_id", "blob_id", "blob_type", "blob_data", "fields", "created_at", "version", "is_deleted"],
+    "blobs": [
+        "project_id", "user_id", "blob_id", "blob_type", "blob_data", "fields", "created_at", "stored_at", "version", "is_deleted",
+    ],
     "buffer": ["project_id", "user_id", "blob_id", "blob_type", "status", "updated_at", "version", "is_deleted"],
     "profiles": [
         "project_id", "user_id", "profile_id", "topic", "sub_topic", "content",
@@ -57,9 +59,11 @@ COLUMNS: dict[str, list[str]] = {
     "project_configs": ["project_id", "config_yaml", "updated_at", "version"],
     "projects": ["project_id", "token_sha256", "created_at", "version"],
     "tasks": ["project_id", "user_id", "task_id", "status", "error", "results", "at", "version"],
+    "dead_letters": ["project_id", "user_id", "dead_letter_id", "kind", "reason", "source", "value", "at", "version"],
 }
-# What deleting a user erases (usage rows stay: they hold no content and are the project's bill).
-USER_TABLES = ("blobs", "buffer", "profiles", "profile_history", "events", "event_gists", "tasks")
+PARKED_VALUE_CHARS = 65_536  # of a dead letter's value kept in its row
+# What forgetting a user erases (usage rows stay: they hold no content and are the project's bill).
+USER_TABLES = ("users", "blobs", "buffer", "profiles", "profile_history", "events", "event_gists", "tasks", "dead_letters")
 
 
 @dataclass(frozen=True)
@@ -99,57 +103,54 @@ def _retired_gists(p: str, u: str, event_id: str, gist_ids: list[str], at: datet
     return [Insert("event_gists", (p, u, g, event_id, "", [], at, at, v, 1)) for g in gist_ids]
 
 
-def ops_for(record: AnyRecord) -> list[Op]:
-    p, u, at, v = record.project_id, record.user_id, record.occurred_at, version_of(record.occurred_at)
+def ops_for(record: Record) -> list[Op]:
+    """The writes a memory fact or project record makes."""
+    if isinstance(record, ProjectCreated):
+        return [Insert("projects", (record.project_id, record.token_sha256, record.occurred_at, version_of(record.occurred_at)))]
+    if isinstance(record, (OwnerProgress, EditApplied)):
+        return []  # positions and acknowledgements: the API reads them, the read models hold nothing of them
+    if isinstance(record, ProjectConfigSet):
+        return [Insert("project_configs", (record.project_id, record.config_yaml, record.occurred_at, version_of(record.occurred_at)))]
+    p, u, at, v = record.project_id, record.user_id, record.occurred_at, getattr(record, "seq")
     match record:
-        case UserCreated():
-            return [Insert("users", (p, u, _json(record.data or {}), at, at, v, 0))]
-        case UserUpdated():
-            # Keep the user's created_at: copy it from the current row, server-side.
-            sql = (
-                "INSERT INTO {db}.users SELECT project_id, user_id, {data:String}, created_at, {at:DateTime64(3)}, "
-                "{v:UInt64}, 0 FROM {db}.users FINAL WHERE project_id = {p:String} AND user_id = {u:String}"
-            )
-            return [Statement(sql, {"data": _json(record.data or {}), "at": at, "v": v, "p": p, "u": u})]
-        case UserDeleted():
-            ops: list[Op] = [Insert("users", (p, u, "", at, at, v, 1))]
-            for table in USER_TABLES:
-                sql = f"DELETE FROM {{db}}.{table} WHERE project_id = {{p:String}} AND user_id = {{u:String}}"
-                ops.append(Statement(sql, {"p": p, "u": u}))
-            return ops
-        case BlobInserted():
-            blob = (p, u, record.blob_id, record.blob_type.value, _json(record.blob_data), _json(record.fields or {}))
-            return [
-                # A user first seen through a blob exists with version 0, so any real create wins.
-                Insert("users", (p, u, "{}", at, at, 0, 0)),
-                Insert("blobs", (*blob, record.created_at, v, 0)),
+        case UserStored():
+            return [Insert("users", (p, u, _json(record.data), record.created_at, at, v, 0))]
+        case UserForgotten():
+            ops: list[Op] = [
+                Statement(f"DELETE FROM {{db}}.{table} WHERE project_id = {{p:String}} AND user_id = {{u:String}}", {"p": p, "u": u})
+                for table in USER_TABLES
+            ]
+            return [*ops, Insert("users", (p, u, "", at, at, v, 1))]
+        case BlobStored():
+            ops = [
+                Insert("blobs", (p, u, record.blob_id, record.blob_type.value, _json(record.blob_data), _json(record.fields or {}),
+                                 record.created_at, at, v, 0)),
                 Insert("tasks", (p, u, record.task_id, "running", "", "[]", at, v)),
             ]
-        case BlobDeleted():
+            if record.blob_type in BUFFERED_BLOB_TYPES:
+                ops.append(Insert("buffer", (p, u, record.blob_id, record.blob_type.value, "idle", at, v, 0)))
+            return ops
+        case BlobDropped():
             return [
-                Insert("blobs", (p, u, record.blob_id, "", "", "", at, v, 1)),
+                Insert("blobs", (p, u, record.blob_id, "", "", "", at, at, v, 1)),
                 Insert("buffer", (p, u, record.blob_id, "", "", at, v, 1)),
             ]
-        case FlushRequested():
-            return [Insert("tasks", (p, u, record.task_id, "running", "", "[]", at, v))] if record.reason == "request" else []
-        case BlobBuffered():
-            return [Insert("buffer", (p, u, record.blob_id, record.blob_type.value, "idle", at, v, 0))]
-        case BufferFlushed():
+        case BufferClosed():
             return [
-                Insert("buffer", (p, u, b.blob_id, record.blob_type.value, "processing", at, v, 0))
-                for b in record.blobs
+                *(Insert("buffer", (p, u, b, record.blob_type.value, "processing", at, v, 0)) for b in record.blob_ids),
+                *(Insert("tasks", (p, u, t, "running", "", "[]", at, v)) for t in record.task_ids),
             ]
         case ProfileSlotChanged():
             deleted = 1 if record.op == "delete" else 0
             created = record.created_at or at
             row = (p, u, record.profile_id, record.topic, record.sub_topic, record.content, created, at, v, deleted)
             history = (
-                p, u, record.profile_id, record.event_id, record.op, record.topic, record.sub_topic, record.content,
+                p, u, record.profile_id, record.record_id, record.op, record.topic, record.sub_topic, record.content,
                 record.source, record.source_id, at, v,
             )
             return [Insert("profiles", row), Insert("profile_history", history)]
         case EventRecorded():
-            e = record.user_event_id
+            e = record.event_id
             created = record.created_at or at
             ops = [Insert("events", _event_row(p, u, e, record.event_data, record.embedding, created, at, v, 0))]
             ops += [
@@ -157,23 +158,33 @@ def ops_for(record: AnyRecord) -> list[Op]:
                 for g in record.gists
             ]
             return ops + _retired_gists(p, u, e, record.retired_gist_ids, at, v)
-        case EventDeleted():
-            e = record.user_event_id
+        case EventDropped():
+            e = record.event_id
             ops = [Insert("events", _event_row(p, u, e, EventData(), None, at, at, v, 1))]
             return ops + _retired_gists(p, u, e, record.gist_ids, at, v)
-        case ProfileEdited() | EventEdited():
-            return []  # commands for the extract agent; their effects arrive as memory records
         case UsageRecorded():
-            row = (p, u, record.event_id, at.date(), record.model, record.calls, record.input_tokens, record.output_tokens, at, v)
+            row = (p, u, record.record_id, at.date(), record.model, record.calls, record.input_tokens, record.output_tokens, at, v)
             return [Insert("usage", row)]
-        case ProjectCreated():
-            return [Insert("projects", (p, record.token_sha256, at, v))]
-        case ProjectConfigSet():
-            return [Insert("project_configs", (p, record.config_yaml, at, v))]
         case TaskFinished():
             status = "done" if record.status == "completed" else "failed"
-            results = _json([r.model_dump() for r in record.results])
-            ops = [Insert("tasks", (p, u, t, record.status, record.error or "", results, at, v)) for t in record.task_ids]
+            outcomes = _json([o.model_dump() for o in record.outcomes])
+            ops = [Insert("tasks", (p, u, t, record.status, record.error or "", outcomes, at, v)) for t in record.task_ids]
             ops += [Insert("buffer", (p, u, b, record.blob_type.value, status, at, v, 0)) for b in record.blob_ids]
             return ops
     raise TypeError(f"no projection for {type(record).__name__}")
+
+
+def dead_letter_ops(where: str, key: bytes | None, value: bytes | None, headers: dict[str, bytes], at: datetime,
+                    version: int) -> list[Op]:
+    """The row of one dead letter (``where`` is its topic:partition:offset): the record as it was
+    parked, its kind when it is a record, and the reason and source its headers give."""
+    project, _, user = (key or b"").decode(errors="replace").partition(":")
+    text = (value or b"").decode(errors="replace")
+    try:
+        kind = str(json.loads(text).get("kind", "")) if text.startswith("{") else ""
+    except (ValueError, AttributeError):
+        kind = ""
+    reason = headers.get("error", b"").decode(errors="replace")
+    source = headers.get("source", b"").decode(errors="replace")
+    return [Insert("dead_letters", (project, user, where, kind or "undecodable", reason, source,
+                                    text[:PARKED_VALUE_CHARS], at, version))]

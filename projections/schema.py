@@ -1,8 +1,9 @@
 """ClickHouse schema as numbered migrations, applied in order and recorded (idempotent).
 
-Every read model is a ReplacingMergeTree keyed by deterministic ids with a ``version`` taken
-from the event's time (µs), so replaying a topic rewrites the same rows instead of adding
-new ones, and ``FINAL`` reads see the latest state. Rows are ordered by
+Every read model is a ReplacingMergeTree keyed by deterministic ids with a ``version``: for a
+user's rows the ``seq`` of the fact that wrote them (the owner's per-user order), for project
+rows the record's time (µs). Replaying the log rewrites the same rows instead of adding new ones,
+and ``FINAL`` reads see the latest state. Rows are ordered by
 ``(project_id, user_id, …)`` because every API read is for one user of one project.
 """
 
@@ -89,6 +90,21 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             f"""CREATE TABLE IF NOT EXISTS {{db}}.projects (
                 project_id LowCardinality(String), token_sha256 String, created_at {TIME}, version UInt64
             ) ENGINE = ReplacingMergeTree(version) ORDER BY project_id""",
+        ],
+    ),
+    (
+        4,
+        "blobs: when the owner stored each (versions are now the owner's per-user seq, not times)",
+        [f"ALTER TABLE {{db}}.blobs ADD COLUMN IF NOT EXISTS stored_at {TIME} DEFAULT created_at AFTER created_at"],
+    ),
+    (
+        5,
+        "dead letters: what could not be processed, and why",
+        [
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.dead_letters (
+                project_id LowCardinality(String), user_id String, dead_letter_id String, kind LowCardinality(String),
+                reason String, source String, value String, at {TIME}, version UInt64
+            ) ENGINE = ReplacingMergeTree(version) ORDER BY (project_id, at, dead_letter_id)""",
         ],
     ),
 ]

@@ -6,15 +6,10 @@ those still stored: deleting a blob or its user removes it from the count, while
 rows stay (they hold no content and are the project's bill).
 """
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, timedelta
 from typing import Any
 
 from projections.store import Store
-
-
-def _micros(day: date) -> int:
-    """Midnight UTC of ``day`` in the µs that ``version`` columns hold."""
-    return int(datetime.combine(day, time(), tzinfo=timezone.utc).timestamp() * 1_000_000)
 
 
 async def daily_usage(store: Store, project_id: str, first: date, last: date) -> list[dict[str, Any]]:
@@ -28,10 +23,9 @@ async def daily_usage(store: Store, project_id: str, first: date, last: date) ->
         {"p": project_id, "first": first, "last": last},
     )
     inserts = await store.query(
-        "SELECT toDate(fromUnixTimestamp64Micro(toInt64(version), 'UTC')) AS day, count() AS n "
-        f"FROM {db}.blobs FINAL WHERE project_id = {{p:String}} AND version >= {{lo:UInt64}} AND version < {{hi:UInt64}} "
-        "GROUP BY day",
-        {"p": project_id, "lo": _micros(first), "hi": _micros(last + timedelta(days=1))},
+        f"SELECT toDate(stored_at) AS day, count() AS n FROM {db}.blobs FINAL "
+        "WHERE project_id = {p:String} AND toDate(stored_at) BETWEEN {first:Date} AND {last:Date} GROUP BY day",
+        {"p": project_id, "first": first, "last": last},
     )
     return fill_days(first, last, tokens, {row["day"]: row["n"] for row in inserts})
 

@@ -1,29 +1,37 @@
-"""The projection writer: consumes the Memstream topics (all but dead letters) and writes ClickHouse in batches.
+"""The projection writer: reads the facts (memory topic), project records (projects topic) and dead
+letters, as committed, and writes ClickHouse in batches.
 
-Offsets are committed only after a batch is written, and every write is idempotent
-(deterministic ids, ReplacingMergeTree), so a crash between the two replays a batch harmlessly.
-While ClickHouse is unreachable the writer keeps its position and retries with backoff, from
-the write that failed: the inserts of a batch that went through are not sent twice (only one
-whose answer was lost on the way can be, which FINAL reads and merges absorb).
+    memory, projects, dead-letter ─▶ consumer (group MEMSTREAM_PROJECTION_GROUP, read_committed) ─▶ rows ─▶ ClickHouse
+                                                               └─ a record it cannot use ─▶ dead letters
+
+Offsets are committed only after a batch is written, and every write is idempotent (deterministic
+ids, ReplacingMergeTree versions from the facts), so a crash between the two writes a batch again
+harmlessly: that is the only dedup there is. The writer retries only unavailability (ClickHouse
+unreachable: it keeps its position and tries again with backoff, from the write that failed).
+A record it cannot use — one that does not decode, or whose rows ClickHouse refuses — goes to
+the dead letters with the reason, and the other records of the batch are written.
 """
 
 import asyncio
 import functools
+import json
 import logging
+import time
 from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
-from pydantic import ValidationError
 
 from memstream.settings import Settings
-from projections.rows import COLUMNS, Insert, Op, Statement, ops_for
-from projections.store import Store
-from streams.events import decode
+from projections.rows import COLUMNS, Insert, Op, Statement, dead_letter_ops, ops_for
+from projections.store import Store, StoreUnavailable
+from streams.records import FACTS, PROJECT_RECORDS, Codec, Undecodable
+from streams.runtime.clients import group_consumer
 
 log = logging.getLogger(__name__)
-
 
 Write = Callable[[], Awaitable[None]]
 
@@ -56,34 +64,47 @@ async def apply_ops(store: Store, ops: list[Op]) -> None:
         await write()
 
 
+Reader = Callable[[ConsumerRecord], list[Op]]
+
+
+def _decoded(codec: Codec) -> Reader:
+    return lambda message: ops_for(codec.decode(message.value))
+
+
+def _parked(message: ConsumerRecord) -> list[Op]:
+    at = datetime.fromtimestamp(message.timestamp / 1000, timezone.utc)
+    return dead_letter_ops(f"{message.topic}:{message.partition}:{message.offset}", message.key, message.value,
+                           dict(message.headers or ()), at, message.offset)
+
+
+def readers(settings: Settings) -> dict[str, Reader]:
+    """How the writer turns each topic it consumes into writes (the same for a replay)."""
+    return {settings.topic_memory: _decoded(FACTS), settings.topic_projects: _decoded(PROJECT_RECORDS),
+            settings.topic_dead_letter: _parked}
+
+
+@dataclass(frozen=True)
+class Rejected:
+    message: ConsumerRecord
+    reason: str
+
+
 class ProjectionWriter:
     def __init__(self, settings: Settings, store: Store) -> None:
         self._settings = settings
         self._store = store
-        self._consumer = AIOKafkaConsumer(
-            settings.topic_ingest,
-            settings.topic_flushes,
-            settings.topic_memory,
-            settings.topic_projects,
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=settings.projection_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=int(settings.broker_session_timeout * 1000),
-            rebalance_timeout_ms=int(settings.broker_rebalance_timeout * 1000),
-            heartbeat_interval_ms=1000,
-        )
+        self._readers = readers(settings)
+        self._consumer = group_consumer(settings, settings.projection_group, *self._readers)
+        # Dead letters, and how far the writer is (the progress topic).
+        self._producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
         self._task: asyncio.Task[None] | None = None
         self.records_written = 0
-        # What this writer wrote lately, by partition: offset → hash of the value. After a rejoin the
-        # consumer reads again from the committed offsets — a batch whose commit failed (a restarted
-        # broker forgot the group), or one fetched again because a rebalance reset the position while
-        # it was being written — and those records are skipped rather than written twice (unless the
-        # log holds other records there now). Marks below the commit before last are dropped.
-        self._written: dict[TopicPartition, dict[int, int]] = defaultdict(dict)
-        self._committed: dict[TopicPartition, int] = {}  # each partition's last offset committed
+        self._failing_since: float | None = None
+        self._last_failure = ""
+        self.stopped_with: BaseException | None = None
 
     async def start(self) -> None:
+        await self._producer.start()
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name="projection-writer")
 
@@ -92,56 +113,115 @@ class ProjectionWriter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self._consumer.stop()
+        await self._producer.stop()
+
+    def health(self) -> str | None:
+        if self.stopped_with is not None:
+            return f"the projection writer stopped: {type(self.stopped_with).__name__}: {self.stopped_with}"
+        if self._task is None or self._task.done():
+            return "the projection writer is not running"
+        if self._failing_since is not None and time.monotonic() - self._failing_since >= self._settings.health_grace:
+            return f"the projection writer cannot write ClickHouse: {self._last_failure}"
+        return None
 
     async def _run(self) -> None:
-        while True:
-            batch = await self._consumer.getmany(
-                timeout_ms=self._settings.projection_batch_wait_ms, max_records=self._settings.projection_batch_size
-            )
-            if not batch:
-                continue
-            ops: list[Op] = []
-            count = 0
-            for tp, messages in batch.items():
-                written = self._written.get(tp, {})
-                for message in messages:
-                    if written.get(message.offset) == hash(message.value):
-                        continue
-                    count += 1
-                    try:
-                        ops.extend(ops_for(decode(message.value)))
-                    except ValidationError as exc:
-                        log.error("skipping undecodable record at %s:%d:%d: %s",
-                                  message.topic, message.partition, message.offset, exc)
-            await self._write_until_done(ops)
-            self.records_written += count
-            for tp, messages in batch.items():
-                self._written[tp].update((m.offset, hash(m.value)) for m in messages)
-            offsets = {tp: messages[-1].offset + 1 for tp, messages in batch.items()}
-            try:
-                await self._consumer.commit(offsets)
-                self._forget_before_last_commit(offsets)
-            except KafkaError as exc:
-                # E.g. CommitFailedError from a restarted broker that forgot the group: the consumer
-                # rejoins and reads from the last committed offsets; what was written is skipped.
-                log.warning("projection offsets not committed (%s: %s); will commit after the rejoin",
-                            type(exc).__name__, exc)
+        try:
+            while True:
+                batch = await self._consumer.getmany(
+                    timeout_ms=self._settings.projection_batch_wait_ms, max_records=self._settings.projection_batch_size
+                )
+                if batch:
+                    await self._write_batch(batch)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - reported by health
+            self.stopped_with = exc
+            log.exception("the projection writer stopped")
 
-    def _forget_before_last_commit(self, offsets: dict[TopicPartition, int]) -> None:
-        for tp, offset in offsets.items():
-            previous = self._committed.get(tp, 0)
-            self._written[tp] = {o: h for o, h in self._written[tp].items() if o >= previous}
-            self._committed[tp] = offset
+    async def _write_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        decoded: list[tuple[ConsumerRecord, list[Op]]] = []
+        rejected: list[Rejected] = []
+        for messages in batch.values():
+            for message in messages:
+                try:
+                    decoded.append((message, self._readers[message.topic](message)))
+                except Undecodable as exc:
+                    rejected.append(Rejected(message, str(exc)))
+        try:
+            await self._write_until_done([op for _, ops in decoded for op in ops])
+        except StoreRefused:
+            rejected += await self._write_one_by_one(decoded)
+        for bad in rejected:
+            await self._park(bad)
+        self.records_written += sum(len(messages) for messages in batch.values())
+        # the position (not the last offset + 1) passes the transaction markers after the last record
+        offsets = {tp: max(messages[-1].offset + 1, await self._consumer.position(tp)) for tp, messages in batch.items()}
+        await self._publish_progress(batch, offsets)
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:
+            # The group is rebalancing (or the broker restarted): the batch is read again from the
+            # committed offsets and written again, which changes nothing.
+            log.warning("projection offsets not committed (%s: %s); the batch will be written again", type(exc).__name__, exc)
+
+    async def _publish_progress(self, batch: dict[TopicPartition, list[ConsumerRecord]], offsets: dict[TopicPartition, int]) -> None:
+        """Say how far ClickHouse now holds each partition of the batch (and, for a memory partition,
+        which ingest position the owner had passed there): the API's read-your-writes waits on it."""
+        sent = []
+        for tp, messages in batch.items():
+            progress: dict[str, int | str] = {"topic": tp.topic, "partition": tp.partition, "offset": offsets[tp]}
+            marker = next((m for m in reversed(messages) if tp.topic == self._settings.topic_memory
+                           and b'"kind":"owner_progress"' in (m.value or b"")), None)
+            if marker is not None:
+                progress["ingest_topic"] = self._settings.topic_ingest
+                progress["ingest_offset"] = json.loads(marker.value)["ingest_offset"]
+            key = f"{tp.topic}:{tp.partition}".encode()
+            sent.append(await self._producer.send(self._settings.topic_progress, json.dumps(progress).encode(), key=key))
+        try:
+            await asyncio.gather(*sent)
+        except KafkaError as exc:  # the rows are written: the next batch says it again
+            log.warning("projection progress not published (%s: %s)", type(exc).__name__, exc)
+
+    async def _write_one_by_one(self, decoded: list[tuple[ConsumerRecord, list[Op]]]) -> list[Rejected]:
+        """ClickHouse refused a batch: write its records one at a time, and return those it refuses."""
+        refused = []
+        for message, ops in decoded:
+            try:
+                await self._write_until_done(ops)
+            except StoreRefused as exc:
+                refused.append(Rejected(message, f"ClickHouse refused its rows: {exc}"))
+        return refused
+
+    async def _park(self, rejected: Rejected) -> None:
+        message = rejected.message
+        if message.topic == self._settings.topic_dead_letter:  # never park a dead letter again: say so
+            log.error("projection writer: dead letter %s:%d:%d cannot be written: %s",
+                      message.topic, message.partition, message.offset, rejected.reason)
+            return
+        source = f"{message.topic}:{message.partition}:{message.offset}"
+        log.error("projection writer: dead letter %s: %s", source, rejected.reason)
+        headers = [("error", rejected.reason.encode()), ("source", source.encode())]
+        await self._producer.send_and_wait(self._settings.topic_dead_letter, message.value, key=message.key, headers=headers)
 
     async def _write_until_done(self, ops: list[Op]) -> None:
+        """Write ``ops``; wait out unavailability; raise ``StoreRefused`` if ClickHouse refuses one."""
         delay, pending = 0.2, writes(self._store, ops)
         while pending:
             try:
                 await pending[0]()
                 pending.pop(0)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any store failure means: keep the offsets, retry
-                log.warning("projection write failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
+                self._failing_since = None
+            except StoreUnavailable as exc:
+                self._failing_since = self._failing_since or time.monotonic()
+                self._last_failure = str(exc)
+                log.warning("ClickHouse unavailable (%s); retrying the write in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - ClickHouse answered, and said no
+                raise StoreRefused(f"{type(exc).__name__}: {exc}") from exc
+
+
+class StoreRefused(Exception):
+    """ClickHouse answered a write with an error (the data, not the connection)."""

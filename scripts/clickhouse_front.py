@@ -374,6 +374,10 @@ class ClickHouseFront:
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
     def url(self) -> str:
         """What to give ``open_store`` or ``MEMSTREAM_CLICKHOUSE_URL``."""
         auth = f"{quote(self.user, safe='')}:{quote(self.password, safe='')}@" if self.user else ""

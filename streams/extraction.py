@@ -4,7 +4,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from streams.events import ChatMessage, EventTag
+from streams.records import ChatMessage, EventTag
 from streams.profile import Profile
 from streams.project_config import ProjectConfig
 
@@ -55,6 +55,4 @@ class ExtractionFailed(Exception):
 
 
 class Extractor(Protocol):
-    name: str
-
     async def extract(self, chats: list[ChatMessage], profile: Profile, config: ProjectConfig) -> Extraction: ...

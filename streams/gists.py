@@ -21,7 +21,8 @@ gist are embedded in one call; ``EmbeddingFailed`` is left to the caller's retry
 import re
 
 from streams.embeddings import Embedder
-from streams.events import EventData, EventGist, derived_id
+from streams.limits import Limits, cut
+from streams.records import EventData, EventGist, derived_id
 
 _BULLET = re.compile(r"^(?:[-*•]|\d+[.)])\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
@@ -50,10 +51,11 @@ def gist_texts(data: EventData) -> list[str]:
 
 
 async def searchable(
-    data: EventData, id_base: str, embedder: Embedder | None
+    data: EventData, id_base: str, embedder: Embedder | None, limits: Limits
 ) -> tuple[list[float] | None, list[EventGist]]:
-    """The event's embedding (None without an embedder) and its gists, embedded alike."""
-    texts = gist_texts(data)
+    """The event's embedding (None without an embedder) and its gists (at most
+    ``limits.gists_per_event``, each cut to ``limits.slot_chars``), embedded alike."""
+    texts = [cut(text, limits.slot_chars) for text in gist_texts(data)[: limits.gists_per_event]]
     whole = (data.event_tip or "").strip() or "\n".join(texts)
     vectors: list[list[float] | None] = [None] * (len(texts) + 1)
     if embedder is not None and whole:

@@ -6,7 +6,7 @@ import logging
 from openai import AsyncOpenAI, OpenAIError
 from pydantic import ValidationError
 
-from streams.events import ChatMessage
+from streams.records import ChatMessage
 from streams.extraction import Extraction, ExtractionFailed, Usage
 from streams.profile import Profile
 from streams.project_config import ProjectConfig
@@ -26,8 +26,6 @@ class LLMExtractor:
     tokens when it reports none), under the configured model name so a project's bill groups
     by what it chose; a failure carries the usage spent before it.
     """
-
-    name = "llm"
 
     def __init__(self, base_url: str, api_key: str, model: str, timeout: float) -> None:
         self._client = AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0)

@@ -1,24 +1,20 @@
-"""The profile aggregate: a user's slots (topic → sub_topic → content), folded from events.
+"""The profile aggregate: a user's slots (topic → sub_topic → content), folded from facts.
 
-``apply`` is the one fold used everywhere: by the extract agent's Faust Table, by the
-projection tests and by rebuild checks, so stream state and ClickHouse cannot disagree.
+``apply`` is the one fold used everywhere: by the owner's state, by the projection tests and by
+rebuild checks, so stream state and ClickHouse cannot disagree.
 
-The Table holds a ``UserProfile``: the slots and the ids of the last records applied to them
-(``streams.applied``), written in one changelog record, so a flush read again after a restart
-is skipped instead of being extracted again against a profile it already changed.
+A slot keeps its id for its whole life, also when a manual edit moves it to another
+topic/sub_topic (as Memobase does): a client may hold the id. A new slot takes the id derived
+from its key (``slot_id``), or, when a moved slot holds that id already, one derived from the
+record that creates it.
 """
 
-from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
-
-from streams.applied import was_applied, with_applied
-from streams.events import ProfileSlotChanged, Record, derived_id
+from streams.records import Content, ProfileSlotChanged, derived_id
 
 
-class Slot(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class Slot(Content):
     profile_id: str
     topic: str
     sub_topic: str
@@ -35,14 +31,27 @@ def slot_key(topic: str, sub_topic: str) -> str:
 
 
 def slot_id(project_id: str, user_id: str, topic: str, sub_topic: str) -> str:
-    """One stable id per slot, so an update keeps the id Memobase clients already hold."""
+    """The id of a slot first filled at ``topic::sub_topic``."""
     return derived_id("slot", project_id, user_id, topic, sub_topic)
 
 
+def new_slot_id(profile: Profile, project_id: str, user_id: str, topic: str, sub_topic: str, source_id: str) -> str:
+    """The id a new slot at ``topic::sub_topic`` takes in ``profile``."""
+    natural = slot_id(project_id, user_id, topic, sub_topic)
+    if all(slot.profile_id != natural for slot in profile.values()):
+        return natural
+    return derived_id("slot", source_id, topic, sub_topic)
+
+
+def find(profile: Profile, profile_id: str | None) -> Slot | None:
+    return next((slot for slot in profile.values() if slot.profile_id == profile_id), None)
+
+
 def apply(profile: Profile, change: ProfileSlotChanged) -> Profile:
-    """Return the profile after ``change``; ``profile`` is left untouched."""
+    """Return the profile after ``change``; ``profile`` is left untouched. The slot leaves any
+    other key it held (a move)."""
     key = slot_key(change.topic, change.sub_topic)
-    result = dict(profile)
+    result = {k: s for k, s in profile.items() if s.profile_id != change.profile_id or k == key}
     if change.op == "delete":
         result.pop(key, None)
         return result
@@ -55,36 +64,3 @@ def apply(profile: Profile, change: ProfileSlotChanged) -> Profile:
         updated_at=change.occurred_at,
     )
     return result
-
-
-def to_json(profile: Profile) -> dict[str, dict]:
-    return {key: slot.model_dump(mode="json") for key, slot in profile.items()}
-
-
-def from_json(raw: dict[str, dict] | None) -> Profile:
-    return {key: Slot.model_validate(value) for key, value in (raw or {}).items()}
-
-
-@dataclass(frozen=True)
-class UserProfile:
-    """A user's slots and the ids of the last records applied to them (``streams.applied``)."""
-
-    slots: Profile
-    applied: tuple[str, ...] = ()
-
-    def has_applied(self, record: Record) -> bool:
-        return was_applied(self.applied, record)
-
-    def after(self, slots: Profile, record: Record) -> "UserProfile":
-        return UserProfile(slots, with_applied(self.applied, record))
-
-    def to_json(self) -> dict:
-        return {"slots": to_json(self.slots), "applied": list(self.applied)}
-
-    @classmethod
-    def from_json(cls, raw: dict | None) -> "UserProfile":
-        if raw is None:
-            return cls({})
-        if "slots" not in raw:  # written before the applied ids were kept: the slots alone
-            return cls(from_json(raw))
-        return cls(from_json(raw["slots"]), tuple(raw.get("applied", ())))  # no "applied": offsets were kept

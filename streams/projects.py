@@ -13,9 +13,7 @@ import hmac
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pydantic import ValidationError
-
-from streams.events import ProjectConfigSet, ProjectCreated, decode
+from streams.records import PROJECT_RECORDS, ProjectConfigSet, ProjectCreated, Undecodable
 from streams.project_config import DEFAULT, ConfigError, ProjectConfig, parse
 
 log = logging.getLogger(__name__)
@@ -25,8 +23,14 @@ class ProjectDirectory:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self._topic = topic
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
+            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
+            isolation_level="read_committed",
         )
+        # Asks for the end offsets on connections of its own: the reader's connection is usually held
+        # by a fetch waiting for records (as a broker holds an empty fetch), and a broker answers one
+        # request per connection at a time.
+        self._ends = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                      isolation_level="read_committed")
         self._configs: dict[str, ProjectConfig] = {}
         self._token_hashes: dict[str, str] = {}
         self._partitions: list[TopicPartition] = []
@@ -35,6 +39,7 @@ class ProjectDirectory:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        await self._ends.start()
         await self._consumer.start()
         partitions = self._consumer.partitions_for_topic(self._topic) or set()
         self._partitions = [TopicPartition(self._topic, p) for p in sorted(partitions)]
@@ -48,6 +53,7 @@ class ProjectDirectory:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self._consumer.stop()
+        await self._ends.stop()
 
     def config(self, project_id: str) -> ProjectConfig:
         return self._configs.get(project_id, DEFAULT)
@@ -61,9 +67,9 @@ class ProjectDirectory:
 
     async def catch_up(self, timeout: float = 10.0) -> None:
         """Wait until every record the broker holds now has been read (bounded by ``timeout``)."""
-        ends = await self._consumer.end_offsets(self._partitions)
 
         async def read_all() -> None:
+            ends = await self._ends.end_offsets(self._partitions)
             async with self._progress:
                 await self._progress.wait_for(lambda: all(self._read.get(tp, 0) >= end for tp, end in ends.items()))
 
@@ -75,18 +81,19 @@ class ProjectDirectory:
     async def _run(self) -> None:
         while True:
             batches = await self._consumer.getmany(timeout_ms=500)
-            for tp, messages in batches.items():
+            for messages in batches.values():
                 for message in messages:
                     self._apply(message.value)
-                    self._read[tp] = message.offset + 1
+            for tp in self._partitions:  # past transaction markers too, unlike the last record's offset
+                self._read[tp] = await self._consumer.position(tp)
             async with self._progress:
                 self._progress.notify_all()
 
     def _apply(self, raw: bytes) -> None:
         try:
-            record = decode(raw)
-        except ValidationError:
-            log.error("undecodable record on %s", self._topic)
+            record = PROJECT_RECORDS.decode(raw)
+        except Undecodable as exc:
+            log.error("undecodable record on %s: %s", self._topic, exc)
             return
         if isinstance(record, ProjectCreated):
             self._token_hashes.setdefault(record.project_id, record.token_sha256)  # the first creation wins

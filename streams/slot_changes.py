@@ -1,20 +1,19 @@
 """Planning profile slot changes against the user's current profile, from the two sources that
 change it: an extractor's answer for a flush (``plan_changes``) and a manual edit
-(``plan_edit``). Both are pure: the agent folds and publishes what they return.
+(``plan_edit``). Both are pure: the owner folds and states what they return.
 
-A slot's id is a function of its key (``streams.profile.slot_id(project, user, topic,
-sub_topic)``), so a flush that mentions a slot again lands on the row it already has, and a
-replay produces the same ids. Consequence for manual edits: moving a slot to another
-topic/sub_topic deletes the old slot and fills the new key, whose id is the new key's id.
+A slot keeps its id (``streams.profile``): a flush that mentions a slot again lands on the slot
+it has, and a manual edit that moves a slot to another topic/sub_topic keeps its id.
 """
 
 import logging
 from typing import Literal
 
-from streams.events import BufferFlushed, ProfileEdited, ProfileSlotChanged, Record, derived_id
 from streams.extraction import Extraction
-from streams.profile import Profile, Slot, apply, slot_id, slot_key
+from streams.limits import Limits, cut
+from streams.profile import Profile, Slot, apply, find, new_slot_id, slot_key
 from streams.project_config import ProjectConfig
+from streams.records import BufferFlushed, ProfileEdited, ProfileSlotChanged, Record, derived_id
 
 log = logging.getLogger(__name__)
 
@@ -27,43 +26,50 @@ def normalise(name: str) -> str:
 
 
 def _slot_change(
-    cause: Record, index: int, op: Op, topic: str, sub_topic: str, content: str, previous: Slot | None,
-    source_id: str, source: Literal["flush", "manual"],
+    cause: Record, index: int, op: Op, topic: str, sub_topic: str, content: str, slot: Slot | None,
+    profile: Profile, source_id: str, source: Literal["flush", "manual"],
 ) -> ProfileSlotChanged:
+    """The change ``index`` of ``cause`` to ``slot`` (a new one at topic::sub_topic when None)."""
+    profile_id = slot.profile_id if slot else new_slot_id(profile, cause.project_id, cause.user_id, topic, sub_topic, source_id)
     return ProfileSlotChanged(
         project_id=cause.project_id,
         user_id=cause.user_id,
-        event_id=derived_id(source_id, "slot", str(index)),
-        profile_id=previous.profile_id if previous else slot_id(cause.project_id, cause.user_id, topic, sub_topic),
+        record_id=derived_id(source_id, "slot", str(index)),
+        seq=0,
+        profile_id=profile_id,
         op=op,
         topic=topic,
         sub_topic=sub_topic,
         content=content,
         source_id=source_id,
         source=source,
-        created_at=previous.created_at if previous else None,
+        created_at=slot.created_at if slot else None,
     )
 
 
 def plan_changes(
-    flushed: BufferFlushed, extraction: Extraction, profile: Profile, config: ProjectConfig
+    flushed: BufferFlushed, extraction: Extraction, profile: Profile, config: ProjectConfig, limits: Limits
 ) -> list[ProfileSlotChanged]:
     """Turn the extractor's answer into slot changes that are valid against ``profile``.
 
     An ``add`` on an existing slot becomes an ``update``, an ``update`` of a missing slot an
     ``add``; deleting a missing slot and empty contents are dropped; in strict mode, so are
-    slots the project's config does not list.
+    slots the project's config does not list. Contents are cut to ``limits.slot_chars`` and the
+    changes to ``limits.changes_per_flush``.
     """
     allowed = {normalise(key) for key in config.allowed_slots()} if config.profile_strict_mode else None
     changes: list[ProfileSlotChanged] = []
     current = profile
-    for index, change in enumerate(extraction.changes):
+    if len(extraction.changes) > limits.changes_per_flush:
+        log.warning("flush %s: the extractor answered %d changes; keeping the first %d",
+                    flushed.flush_id, len(extraction.changes), limits.changes_per_flush)
+    for index, change in enumerate(extraction.changes[: limits.changes_per_flush]):
         topic, sub_topic = normalise(change.topic), normalise(change.sub_topic)
         key = slot_key(topic, sub_topic)
         if allowed is not None and key not in allowed:
             log.info("flush %s: strict mode drops %s", flushed.flush_id, key)
             continue
-        content = change.content.strip()
+        content = cut(change.content.strip(), limits.slot_chars)
         previous = current.get(key)
         if change.op == "delete":
             if previous is None:
@@ -73,14 +79,10 @@ def plan_changes(
             continue
         else:
             op = "update" if previous else "add"
-        slot_change = _slot_change(flushed, index, op, topic, sub_topic, content, previous, flushed.flush_id, "flush")
+        slot_change = _slot_change(flushed, index, op, topic, sub_topic, content, previous, current, flushed.flush_id, "flush")
         current = apply(current, slot_change)
         changes.append(slot_change)
     return changes
-
-
-def _find(profile: Profile, profile_id: str | None) -> Slot | None:
-    return next((slot for slot in profile.values() if slot.profile_id == profile_id), None)
 
 
 def plan_edit(edit: ProfileEdited, profile: Profile) -> list[ProfileSlotChanged]:
@@ -88,12 +90,12 @@ def plan_edit(edit: ProfileEdited, profile: Profile) -> list[ProfileSlotChanged]
 
     - ``add`` fills ``topic::sub_topic``; an existing slot there is updated with the new content.
     - ``update`` finds the slot by ``profile_id``; empty topic, sub_topic or content keep the
-      slot's own. Same key: an update. Another key: the old slot is deleted and the new key is
-      filled (updated if it already has a slot), keeping the moved slot's creation time.
+      slot's own. Another topic/sub_topic moves the slot there, keeping its id and creation time;
+      a slot already at that key is deleted first (the edited slot is the one the client holds).
     - ``delete`` deletes the slot found by ``profile_id``.
     An edit whose slot is not in the profile, or that leaves nothing to write, changes nothing.
     """
-    source = edit.event_id
+    source = edit.record_id
     if edit.op == "add":
         topic, sub_topic, content = normalise(edit.topic), normalise(edit.sub_topic), edit.content.strip()
         if not (topic and sub_topic and content):
@@ -101,20 +103,18 @@ def plan_edit(edit: ProfileEdited, profile: Profile) -> list[ProfileSlotChanged]
             return []
         previous = profile.get(slot_key(topic, sub_topic))
         op: Op = "update" if previous else "add"
-        return [_slot_change(edit, 0, op, topic, sub_topic, content, previous, source, "manual")]
-    slot = _find(profile, edit.profile_id)
+        return [_slot_change(edit, 0, op, topic, sub_topic, content, previous, profile, source, "manual")]
+    slot = find(profile, edit.profile_id)
     if slot is None:
         log.warning("profile edit %s: no slot %s for user %s; ignored", source, edit.profile_id, edit.user_id)
         return []
     if edit.op == "delete":
-        return [_slot_change(edit, 0, "delete", slot.topic, slot.sub_topic, "", slot, source, "manual")]
+        return [_slot_change(edit, 0, "delete", slot.topic, slot.sub_topic, "", slot, profile, source, "manual")]
     topic, sub_topic = normalise(edit.topic) or slot.topic, normalise(edit.sub_topic) or slot.sub_topic
     content = edit.content.strip() or slot.content
-    if (topic, sub_topic) == (slot.topic, slot.sub_topic):
-        return [_slot_change(edit, 0, "update", topic, sub_topic, content, slot, source, "manual")]
-    target = profile.get(slot_key(topic, sub_topic))
-    moved = target or slot.model_copy(update={"profile_id": slot_id(edit.project_id, edit.user_id, topic, sub_topic)})
-    return [
-        _slot_change(edit, 0, "delete", slot.topic, slot.sub_topic, "", slot, source, "manual"),
-        _slot_change(edit, 1, "update" if target else "add", topic, sub_topic, content, moved, source, "manual"),
-    ]
+    occupant = profile.get(slot_key(topic, sub_topic))
+    changes = []
+    if occupant is not None and occupant.profile_id != slot.profile_id:
+        changes.append(_slot_change(edit, 0, "delete", topic, sub_topic, "", occupant, profile, source, "manual"))
+    changes.append(_slot_change(edit, 1, "update", topic, sub_topic, content, slot, profile, source, "manual"))
+    return changes

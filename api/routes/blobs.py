@@ -7,14 +7,14 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from api import params
-from api.deps import deps, project_of, until_visible
+from api.deps import deps, project_of, settled, write_readable
 from api.endpoint import endpoint
 from api.envelope import not_found, ok
-from api.models import Accepted, Ids, InsertBlobBody, WaitQuery, new_blob
+from api.models import Accepted, Ids, InsertBlobBody, WaitQuery, bounded, new_blob
 from api.outcomes import task_outcome
 from api.waiter import within
 from projections.blobs import get_blob, list_blob_ids
-from streams.events import BUFFERED_BLOB_TYPES, BlobDeleted, BlobType
+from streams.records import BUFFERED_BLOB_TYPES, BlobDeleted, BlobType
 
 routes = web.RouteTableDef()
 
@@ -37,24 +37,27 @@ class PageQuery(BaseModel):
 async def insert_blob(request: web.Request, query: WaitQuery, body: InsertBlobBody) -> web.Response:
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
     timeout = query.timeout(d.settings.wait_timeout)
-    record = new_blob(project, user_id, body.blob_type, body.checked_data(), body.fields, body.created_at)
+    record = bounded(new_blob(project, user_id, body.blob_type, body.checked_data(), body.fields, body.created_at),
+                     d.settings.limits())
     answer = {"id": record.blob_id, "task_id": record.task_id}
     if not query.wait_process:
         await d.producer.send(d.settings.topic_ingest, record)
         return ok(answer)
     async with d.waiter.expect(record.task_id) as expected:
         await d.producer.send(d.settings.topic_ingest, record)
-        buffered = await within(expected.buffered, timeout, record.task_id)
-        if buffered.flush_id is None and buffered.blob_type in BUFFERED_BLOB_TYPES:
+        stored = await within(expected.stored, timeout, record.task_id)
+        if stored.fact.flush_id is None and stored.fact.blob_type in BUFFERED_BLOB_TYPES:
+            await d.consistency.until_projected(stored.partition, stored.offset, f"blob {record.blob_id}")
             return ok({**answer, "chat_results": []})
-        results = await task_outcome(d, project, record.task_id, expected.finished, timeout)
+        results = await task_outcome(d, record.task_id, expected.finished, timeout)
     return ok({**answer, "chat_results": results})
 
 
 @routes.get("/api/v1/blobs/{user_id}/{blob_id}")
 @endpoint("Read a blob as inserted", data=Blob)
 async def read_blob(request: web.Request) -> web.Response:
-    d, project, user_id = deps(request), project_of(request), params.user_id(request)
+    project, user_id = project_of(request), params.user_id(request)
+    d = await settled(request, user_id)
     blob_id = params.path(request, "blob_id")
     blob = await get_blob(d.store, project, user_id, blob_id)
     if blob is None:
@@ -63,24 +66,19 @@ async def read_blob(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/blobs/{user_id}/{blob_id}")
-@endpoint("Delete a blob")
+@endpoint("Delete a blob (success whether or not it existed, as Memobase answers)")
 async def delete_blob(request: web.Request) -> web.Response:
+    """Always sent: the blob may be in the log and not yet readable. Returns once it is gone."""
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
     blob_id = params.path(request, "blob_id")
-    if await get_blob(d.store, project, user_id, blob_id) is None:
-        raise not_found(f"blob {blob_id}")
-    await d.producer.send(d.settings.topic_ingest, BlobDeleted(project_id=project, user_id=user_id, blob_id=blob_id))
-
-    async def gone() -> bool:
-        return await get_blob(d.store, project, user_id, blob_id) is None
-
-    await until_visible(gone, d.settings.read_your_writes_timeout)
+    await write_readable(d, BlobDeleted(project_id=project, user_id=user_id, blob_id=blob_id), f"the delete of blob {blob_id}")
     return ok()
 
 
 @routes.get("/api/v1/users/blobs/{user_id}/{blob_type}")
 @endpoint("The ids of a user's blobs of one type, oldest first", query=PageQuery, data=Ids)
 async def list_blobs(request: web.Request, query: PageQuery) -> web.Response:
-    d, project, user_id = deps(request), project_of(request), params.user_id(request)
+    project, user_id = project_of(request), params.user_id(request)
+    d = await settled(request, user_id)
     ids = await list_blob_ids(d.store, project, user_id, params.blob_type(request).value, query.page, query.page_size)
     return ok({"ids": ids})

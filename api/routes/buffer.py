@@ -7,13 +7,13 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from api import params
-from api.deps import deps, project_of
+from api.deps import deps, project_of, settled
 from api.endpoint import endpoint
 from api.envelope import ok
-from api.models import Ids, WaitQuery
+from api.models import ChatModalResponse, Ids, WaitQuery
 from api.outcomes import task_outcome
 from projections.buffer import STATUSES, blob_ids_with_status
-from streams.events import ChatModalResponse, FlushRequested
+from streams.records import FlushRequested
 
 routes = web.RouteTableDef()
 
@@ -32,13 +32,14 @@ async def flush_buffer(request: web.Request, query: WaitQuery) -> web.Response:
         return ok([], task_id=record.task_id)
     async with d.waiter.expect(record.task_id) as expected:
         await d.producer.send(d.settings.topic_ingest, record)
-        results = await task_outcome(d, project, record.task_id, expected.finished, query.timeout(d.settings.wait_timeout))
+        results = await task_outcome(d, record.task_id, expected.finished, query.timeout(d.settings.wait_timeout))
     return ok(results, task_id=record.task_id)
 
 
 @routes.get("/api/v1/users/buffer/capacity/{user_id}/{blob_type}")
 @endpoint("The ids of the user's blobs in one buffer state", query=BufferStatusQuery, data=Ids)
 async def buffer_status(request: web.Request, query: BufferStatusQuery) -> web.Response:
-    d, project, user_id = deps(request), project_of(request), params.user_id(request)
+    project, user_id = project_of(request), params.user_id(request)
+    d = await settled(request, user_id)
     ids = await blob_ids_with_status(d.store, project, user_id, params.blob_type(request).value, query.status)
     return ok({"ids": ids})

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from api import params
 from api.context import DEFAULT_TEMPLATE, Budget, ContextParts, build_context, check_template, event_line, message_line
-from api.deps import Deps, deps, project_of
+from api.deps import Deps, project_of, settled
 from api.endpoint import endpoint
 from api.envelope import invalid, ok
 from api.memory_params import MAX_COUNT, TopicsQuery
@@ -26,7 +26,7 @@ from projections.events import recent_events
 from projections.profiles import list_profiles
 from projections.search import search_events
 from projections.working_memory import unprocessed_chats
-from streams.events import ChatMessage
+from streams.records import ChatMessage
 from streams.tokens import truncate_to_tokens
 
 routes = web.RouteTableDef()
@@ -35,6 +35,7 @@ EVENT_CANDIDATES = 50  # most events considered; the budget usually cuts earlier
 WORKING_BLOBS = 20  # most unprocessed chat blobs considered for working memory
 QUERY_MESSAGES = 3  # the latest chats that make the event search query
 QUERY_TOKENS = 512
+DEFAULT_BUDGET = 1000  # tokens
 
 
 class Context(BaseModel):
@@ -42,7 +43,10 @@ class Context(BaseModel):
 
 
 class ContextQuery(TopicsQuery):
-    max_token_size: int = Field(1000, ge=1, le=MAX_COUNT, description="most tokens in the context (cl100k)")
+    max_token_size: int = Field(
+        DEFAULT_BUDGET, ge=0, le=MAX_COUNT,
+        description=f"most tokens in the context (cl100k); 0: the default {DEFAULT_BUDGET} (Memobase's Go SDK sends 0 when unset)",
+    )
     profile_event_ratio: float = Field(0.6, ge=0, le=1, description="share of the budget for the profile")
     fill_window_with_events: bool = Field(False, description="give the profile's unused share to events")
     customize_context_prompt: str = Field(
@@ -72,8 +76,9 @@ async def _events(
 @routes.get("/api/v1/users/context/{user_id}")
 @endpoint("The memory block for a prompt: profile, events and working memory", query=ContextQuery, data=Context)
 async def get_context(request: web.Request, query: ContextQuery) -> web.Response:
-    d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    budget = Budget(query.max_token_size, query.profile_event_ratio, query.fill_window_with_events)
+    project, user_id = project_of(request), params.user_id(request)
+    d = await settled(request, user_id)
+    budget = Budget(query.max_token_size or DEFAULT_BUDGET, query.profile_event_ratio, query.fill_window_with_events)
     template = query.customize_context_prompt
     if template and (problem := check_template(template)):
         raise invalid(f"customize_context_prompt: {problem}")

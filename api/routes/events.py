@@ -16,15 +16,15 @@ from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from api import params
-from api.deps import Deps, deps, project_of, until_visible
+from api.deps import Deps, edit_readable, project_of, settled
 from api.endpoint import endpoint
 from api.envelope import invalid, not_found, ok
-from api.models import Event, EventList, Id
+from api.models import Event, EventList, Id, bounded
 from api.query_embedding import query_embedding
 from projections.events import event_text, events_with_tags, get_event, gist_ids, recent_events
 from projections.search import Criteria, search_events, search_gists
 from projections.store import Row
-from streams.events import EventData, EventDeleted, EventEdited, EventTag, ProfileDelta
+from streams.records import EventData, EventDeleted, EventEdited, EventTag, ProfileDelta
 from streams.tokens import count_tokens
 
 routes = web.RouteTableDef()
@@ -33,9 +33,14 @@ MAX_TOPK = 1000
 MAX_DAYS = 36500
 
 
-def _text_values(attributes: dict[str, Any] | None) -> dict[str, str]:
-    """Attributes as stored (text values); a null value is left out."""
-    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in (attributes or {}).items()
+def _text_values(attributes: Any) -> Any:
+    """Attributes as stored (text values); a null value is left out. What is not a map is left for
+    validation to refuse."""
+    if attributes is None:
+        return {}
+    if not isinstance(attributes, dict):
+        return attributes
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in attributes.items()
             if value is not None}
 
 
@@ -101,8 +106,9 @@ def _utc(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
 
 
-def _event_ids(request: web.Request) -> tuple[Deps, str, str, str]:
-    return deps(request), project_of(request), params.user_id(request), params.path(request, "event_id")
+async def _event_ids(request: web.Request) -> tuple[Deps, str, str, str]:
+    user_id = params.user_id(request)
+    return await settled(request, user_id), project_of(request), user_id, params.path(request, "event_id")
 
 
 async def _existing_event(d: Deps, project: str, user_id: str, event_id: str) -> Row:
@@ -118,7 +124,9 @@ Days = Annotated[int, Field(ge=1, le=MAX_DAYS, description="only items from the 
 
 class EventsQuery(BaseModel):
     topk: Topk = 10
-    max_token_size: int | None = Field(None, ge=1, le=1_000_000, description="most tokens the events' texts take together")
+    max_token_size: int | None = Field(
+        None, ge=0, le=1_000_000, description="most tokens the events' texts take together; 0 or unset: no limit"
+    )
     time_range_in_days: Days | None = None
     need_summary: bool = Field(False, description="only events that have a summary (event_tip)")
 
@@ -177,49 +185,39 @@ def _mode(criteria: Criteria) -> str:
 @routes.get("/api/v1/users/event/{user_id}")
 @endpoint("The user's events, newest first", query=EventsQuery, data=EventList)
 async def get_events(request: web.Request, query: EventsQuery) -> web.Response:
-    d, project, user_id = deps(request), project_of(request), params.user_id(request)
+    project, user_id = project_of(request), params.user_id(request)
+    d = await settled(request, user_id)
     events = await recent_events(
         d.store, project, user_id, query.topk, time_range_in_days=query.time_range_in_days, need_summary=query.need_summary
     )
-    return ok({"events": events if query.max_token_size is None else within_tokens(events, query.max_token_size)})
+    return ok({"events": within_tokens(events, query.max_token_size) if query.max_token_size else events})
 
 
 @routes.put("/api/v1/users/event/{user_id}/{event_id}")
 @endpoint("Merge fields into an event's event_data", body=EventPatch, data=Id)
 async def update_event(request: web.Request, body: EventPatch) -> web.Response:
-    d, project, user_id, event_id = _event_ids(request)
+    d, project, user_id, event_id = await _event_ids(request)
     event = await _existing_event(d, project, user_id, event_id)
     record = EventEdited(
         project_id=project,
         user_id=user_id,
-        user_event_id=event["id"],
+        event_id=event["id"],
         event_data=merge(EventData.model_validate(event["event_data"]), body),
         created_at=_utc(event["created_at"]),
         gist_ids=await gist_ids(d.store, project, user_id, event["id"]),
     )
-    await d.producer.send(d.settings.topic_ingest, record)
-
-    async def rewritten() -> bool:
-        row = await get_event(d.store, project, user_id, event["id"])
-        return row is not None and row["version"] > event["version"]
-
-    await until_visible(rewritten, d.settings.read_your_writes_timeout)
+    await edit_readable(d, bounded(record, d.settings.limits()), f"the update of event {event_id}")
     return ok({"id": event["id"]})
 
 
 @routes.delete("/api/v1/users/event/{user_id}/{event_id}")
-@endpoint("Delete an event")
+@endpoint("Delete an event (errno 404 when there is no such event)")
 async def delete_event(request: web.Request) -> web.Response:
-    d, project, user_id, event_id = _event_ids(request)
+    d, project, user_id, event_id = await _event_ids(request)
     event = await _existing_event(d, project, user_id, event_id)
     gists = await gist_ids(d.store, project, user_id, event["id"])
-    record = EventDeleted(project_id=project, user_id=user_id, user_event_id=event["id"], gist_ids=gists)
-    await d.producer.send(d.settings.topic_ingest, record)
-
-    async def gone() -> bool:
-        return await get_event(d.store, project, user_id, event["id"]) is None
-
-    await until_visible(gone, d.settings.read_your_writes_timeout)
+    record = EventDeleted(project_id=project, user_id=user_id, event_id=event["id"], gist_ids=gists)
+    await edit_readable(d, record, f"the delete of event {event_id}")
     return ok()
 
 
@@ -227,7 +225,8 @@ async def delete_event(request: web.Request) -> web.Response:
 @endpoint("Events having all the tags and tag=value pairs, newest first", query=TagsQuery, data=EventList)
 async def search_by_tags(request: web.Request, query: TagsQuery) -> web.Response:
     """Events with ALL of ``tags`` (any value) and ALL of ``tag_values`` (exact), newest first."""
-    d, project, user_id = deps(request), project_of(request), params.user_id(request)
+    project, user_id = project_of(request), params.user_id(request)
+    d = await settled(request, user_id)
     tags, pairs = parse_tags(query.tags), parse_tag_values(query.tag_values)
     events = await events_with_tags(d.store, project, user_id, tags=tags, tag_pairs=pairs, topk=query.topk)
     return ok({"events": events})
@@ -236,7 +235,8 @@ async def search_by_tags(request: web.Request, query: TagsQuery) -> web.Response
 @routes.get("/api/v1/users/event/search/{user_id}")
 @endpoint("Search the user's events, best match first", query=SearchQuery, data=FoundEvents)
 async def search(request: web.Request, query: SearchQuery) -> web.Response:
-    d, project, user_id = deps(request), project_of(request), params.user_id(request)
+    project, user_id = project_of(request), params.user_id(request)
+    d = await settled(request, user_id)
     criteria = await _criteria(d, query)
     events = await search_events(d.store, project, user_id, **vars(criteria))
     return ok({"events": events, "search": _mode(criteria)})
@@ -245,7 +245,8 @@ async def search(request: web.Request, query: SearchQuery) -> web.Response:
 @routes.get("/api/v1/users/event_gist/search/{user_id}")
 @endpoint("Search the user's event gists, best match first", query=SearchQuery, data=FoundGists)
 async def search_gist(request: web.Request, query: SearchQuery) -> web.Response:
-    d, project, user_id = deps(request), project_of(request), params.user_id(request)
+    project, user_id = project_of(request), params.user_id(request)
+    d = await settled(request, user_id)
     criteria = await _criteria(d, query)
     gists = await search_gists(d.store, project, user_id, criteria)
     return ok({"gists": gists, "events": gists, "search": _mode(criteria)})

@@ -15,9 +15,9 @@ from api import params
 from api.deps import Deps, deps, project_of
 from api.endpoint import endpoint
 from api.envelope import ok
-from api.models import Accepted, WaitQuery, new_blob
+from api.models import Accepted, WaitQuery, bounded, new_blob
 from api.outcomes import task_outcome
-from streams.events import BlobInserted, BlobType, FlushRequested
+from streams.records import BlobInserted, BlobType, FlushRequested
 
 routes = web.RouteTableDef()
 
@@ -36,7 +36,8 @@ async def _send(d: Deps, blob: BlobInserted, flush: FlushRequested) -> None:
 @endpoint("Import a text about the user: one chat message and a flush", query=WaitQuery, body=ImportBody, data=Accepted)
 async def import_profile(request: web.Request, query: WaitQuery, body: ImportBody) -> web.Response:
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    blob = new_blob(project, user_id, BlobType.chat, {"messages": [{"role": "user", "content": body.context}]})
+    blob = bounded(new_blob(project, user_id, BlobType.chat, {"messages": [{"role": "user", "content": body.context}]}),
+                   d.settings.limits())
     flush = FlushRequested(project_id=project, user_id=user_id, blob_type=BlobType.chat, task_id=str(uuid.uuid4()))
     answer = {"id": blob.blob_id, "task_id": blob.task_id}
     if not query.wait_process:
@@ -44,5 +45,5 @@ async def import_profile(request: web.Request, query: WaitQuery, body: ImportBod
         return ok(answer)
     async with d.waiter.expect(blob.task_id) as expected:
         await _send(d, blob, flush)
-        results = await task_outcome(d, project, blob.task_id, expected.finished, query.timeout(d.settings.wait_timeout))
+        results = await task_outcome(d, blob.task_id, expected.finished, query.timeout(d.settings.wait_timeout))
     return ok({**answer, "chat_results": results})

@@ -1,9 +1,9 @@
 """Profiles: the user's slots (Memobase ``/api/v1/users/profile``), manual edits and slot history.
 
-Edits are ``ProfileEdited`` commands on the ingest topic; the extract agent, which owns the
-profile aggregate, applies them. Each edit answers once the slot's history shows the change
-it made (bounded by ``read_your_writes_timeout``), so a read right after sees it, even when
-the content did not change.
+Edits are ``ProfileEdited`` commands on the ingest topic; the owner applies them in the user's
+turn (after an extraction under way) and says so (``EditApplied``). Each edit answers once
+ClickHouse holds that (bounded by ``MEMSTREAM_READ_YOUR_WRITES_TIMEOUT``, else errno 504), so a
+read right after sees it.
 """
 
 from dataclasses import replace
@@ -14,17 +14,16 @@ from aiohttp import web
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from api import params
-from api.deps import Deps, deps, project_of, until_visible
+from api.deps import Deps, edit_readable, project_of, settled
 from api.endpoint import endpoint
 from api.envelope import not_found, ok
 from api.memory_params import MAX_COUNT, TopicsQuery
-from api.models import Id
+from api.models import Id, bounded
 from api.profile_filters import select_profiles
-from projections.history import change_recorded, slot_history
+from projections.history import slot_history
 from projections.profiles import get_profile, list_profiles
 from projections.users import get_user
-from streams.events import ProfileEdited
-from streams.profile import slot_id
+from streams.records import EditApplied, ProfileEdited
 from streams.slot_changes import normalise
 
 routes = web.RouteTableDef()
@@ -97,7 +96,9 @@ class History(BaseModel):
 
 class ProfileQuery(TopicsQuery):
     topk: int | None = Field(None, ge=1, le=MAX_COUNT, description="most slots returned")
-    max_token_size: int | None = Field(None, ge=1, le=MAX_COUNT, description="most tokens the slots' lines take together")
+    max_token_size: int | None = Field(
+        None, ge=0, le=MAX_COUNT, description="most tokens the slots' lines take together; 0 or unset: no limit"
+    )
 
 
 def profile_json(row: dict) -> dict:
@@ -114,27 +115,22 @@ def profile_json(row: dict) -> dict:
 @endpoint("The user's profile slots", query=ProfileQuery, data=SlotList)
 async def get_profile_list(request: web.Request, query: ProfileQuery) -> web.Response:
     """Slots filtered and ordered by ``api.profile_filters``; ``chats_str`` ranks those the chats are about first."""
-    d, project, user_id = deps(request), project_of(request), params.user_id(request)
+    project, user_id = project_of(request), params.user_id(request)
+    d = await settled(request, user_id)
     spec = replace(
-        query.profile_filter(), topk=query.topk, max_token_size=query.max_token_size,
+        query.profile_filter(), topk=query.topk, max_token_size=query.max_token_size or None,
         chats=tuple(m.content for m in query.chats()),
     )
     rows = select_profiles(await list_profiles(d.store, project, user_id), spec)
     return ok({"profiles": [profile_json(r) for r in rows]})
 
 
-async def _edit(d: Deps, record: ProfileEdited, profile_id: str) -> None:
-    """Send the edit, then wait until the slot's history shows the change it made to ``profile_id``."""
-    await d.producer.send(d.settings.topic_ingest, record)
-
-    async def recorded() -> bool:
-        return await change_recorded(d.store, record.project_id, record.user_id, profile_id, record.event_id)
-
-    await until_visible(recorded, d.settings.read_your_writes_timeout)
+async def _edit(d: Deps, record: ProfileEdited, what: str) -> EditApplied:
+    """Send the edit (in the user's turn: after an extraction under way), return once it is readable."""
+    return await edit_readable(d, bounded(record, d.settings.limits()), what)
 
 
-async def _existing(d: Deps, project: str, user_id: str, request: web.Request) -> dict[str, Any]:
-    profile_id = params.path(request, "profile_id")
+async def _existing(d: Deps, project: str, user_id: str, profile_id: str) -> dict[str, Any]:
     row = await get_profile(d.store, project, user_id, profile_id)
     if row is None:
         raise not_found(f"profile {profile_id}")
@@ -145,38 +141,45 @@ async def _existing(d: Deps, project: str, user_id: str, request: web.Request) -
 @endpoint("Fill a profile slot", body=ProfileBody, data=Id)
 async def add_profile(request: web.Request, body: ProfileBody) -> web.Response:
     """Fill ``topic::sub_topic``; an existing slot there is updated and keeps its id. The user must exist."""
-    d, project, user_id = deps(request), project_of(request), params.user_id(request)
+    project, user_id = project_of(request), params.user_id(request)
+    d = await settled(request, user_id)
     if await get_user(d.store, project, user_id) is None:
         raise not_found(f"user {user_id}")
     topic, sub_topic = body.slot()
-    profile_id = slot_id(project, user_id, topic, sub_topic)
     record = ProfileEdited(project_id=project, user_id=user_id, op="add", topic=topic, sub_topic=sub_topic, content=body.content)
-    await _edit(d, record, profile_id)
-    return ok({"id": profile_id})
+    applied = await _edit(d, record, f"the slot {topic}::{sub_topic}")
+    return ok({"id": applied.profile_ids[0]})
 
 
 @routes.put("/api/v1/users/profile/{user_id}/{profile_id}")
 @endpoint("Rewrite or move a profile slot", body=ProfileBody, data=Id)
 async def update_profile(request: web.Request, body: ProfileBody) -> web.Response:
-    """Rewrite a slot; another topic/sub_topic moves it there, and its id becomes that slot's id."""
-    d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    current = await _existing(d, project, user_id, request)
+    """Rewrite a slot; another topic/sub_topic moves it there, keeping its id. Errno 404 for a slot
+    that does not exist, or that an earlier edit deleted before this one's turn."""
+    project, user_id = project_of(request), params.user_id(request)
+    profile_id = params.path(request, "profile_id")
+    d = await settled(request, user_id)
+    await _existing(d, project, user_id, profile_id)
     topic, sub_topic = body.slot()
     record = ProfileEdited(
-        project_id=project, user_id=user_id, op="update", profile_id=current["id"],
+        project_id=project, user_id=user_id, op="update", profile_id=profile_id,
         topic=topic, sub_topic=sub_topic, content=body.content,
     )
-    new_id = slot_id(project, user_id, topic, sub_topic)
-    await _edit(d, record, new_id)  # a move deletes the old id first, in the same partition: seen by then
-    return ok({"id": new_id})
+    if (await _edit(d, record, f"the update of profile {profile_id}")).outcome == "ignored":
+        raise not_found(f"profile {profile_id} (deleted before this update's turn)")
+    return ok({"id": profile_id})
 
 
 @routes.delete("/api/v1/users/profile/{user_id}/{profile_id}")
-@endpoint("Delete a profile slot")
+@endpoint("Delete a profile slot (errno 404 when there is no such slot)")
 async def delete_profile(request: web.Request) -> web.Response:
-    d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    current = await _existing(d, project, user_id, request)
-    await _edit(d, ProfileEdited(project_id=project, user_id=user_id, op="delete", profile_id=current["id"]), current["id"])
+    """Always sent (the slot may be under way); returns once it is gone."""
+    project, user_id = project_of(request), params.user_id(request)
+    profile_id = params.path(request, "profile_id")
+    d = await settled(request, user_id)
+    record = ProfileEdited(project_id=project, user_id=user_id, op="delete", profile_id=profile_id)
+    if (await _edit(d, record, f"the delete of profile {profile_id}")).outcome == "ignored":
+        raise not_found(f"profile {profile_id}")
     return ok()
 
 
@@ -187,11 +190,12 @@ async def get_history(request: web.Request) -> web.Response:
 
     Oldest first. ``source`` is ``flush`` (``source_id`` = the flush id, which is also the
     flush's task id when it was requested) or ``manual`` (``source_id`` = the edit's event id).
-    A slot moved here by an edit starts with its changes under its old id (``profile_id``
-    tells them apart). A deleted slot keeps its history; one that never existed is errno 404.
+    A slot keeps its id (and its history) when an edit moves it to another topic/sub_topic. A
+    deleted slot keeps its history; one that never existed is errno 404.
     """
-    d, project, user_id = deps(request), project_of(request), params.user_id(request)
+    project, user_id = project_of(request), params.user_id(request)
     profile_id = params.path(request, "profile_id")
+    d = await settled(request, user_id)
     changes = await slot_history(d.store, project, user_id, profile_id)
     if not changes:
         raise not_found(f"profile {profile_id}")

@@ -11,14 +11,13 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import deps, project_of, until_visible
+from api.deps import deps, project_of, settled
 from api.endpoint import endpoint
 from api.envelope import ApiError, ok
 from projections.configs import get_config
-from projections.rows import version_of
 from projections.usage import daily_usage, tokens_since
 from projections.users import USER_ORDERS, list_users
-from streams.events import ProjectConfigSet, utc_now
+from streams.records import ProjectConfigSet, utc_now
 from streams.project_config import ConfigError, parse
 
 routes = web.RouteTableDef()
@@ -77,7 +76,9 @@ class Billing(BaseModel):
 @routes.get("/api/v1/project/profile_config")
 @endpoint("The project's profile config (YAML)", data=ProfileConfig)
 async def read_profile_config(request: web.Request) -> web.Response:
-    config = await get_config(deps(request).store, project_of(request))
+    d = deps(request)
+    await d.consistency.settled_topic(d.settings.topic_projects)
+    config = await get_config(d.store, project_of(request))
     return ok({"profile_config": config["config_yaml"] if config else ""})
 
 
@@ -92,14 +93,8 @@ async def update_profile_config(request: web.Request, body: ProfileConfigBody) -
     except ConfigError as exc:
         raise ApiError(400, f"profile_config: {exc}") from None
     record = ProjectConfigSet(project_id=project, config_yaml=text)
-    await d.producer.send(d.settings.topic_projects, record)
-    version = version_of(record.occurred_at)
-
-    async def visible() -> bool:
-        config = await get_config(d.store, project)
-        return config is not None and config["version"] >= version
-
-    await until_visible(visible, d.settings.read_your_writes_timeout)
+    landed = await d.producer.send(d.settings.topic_projects, record)
+    await d.consistency.until_topic(d.settings.topic_projects, landed.partition, landed.offset, "the profile config")
     return ok()
 
 
@@ -107,7 +102,7 @@ async def update_profile_config(request: web.Request, body: ProfileConfigBody) -
 @endpoint("A page of the project's users, with their profile and event counts", query=UsersQuery, data=UserPage)
 async def project_users(request: web.Request, query: UsersQuery) -> web.Response:
     users, count = await list_users(
-        deps(request).store, project_of(request), search=query.search, order_by=query.order_by,
+        (await settled(request)).store, project_of(request), search=query.search, order_by=query.order_by,
         descending=query.order_desc, limit=query.limit, offset=query.offset,
     )
     return ok({"users": users, "count": count})
@@ -119,7 +114,7 @@ async def project_usage(request: web.Request, query: UsageQuery) -> web.Response
     """Memobase's ``DailyUsage`` list, oldest day first, today (UTC) last."""
     today = utc_now().date()
     first = today - timedelta(days=query.last_days - 1)
-    days = await daily_usage(deps(request).store, project_of(request), first, today)
+    days = await daily_usage((await settled(request)).store, project_of(request), first, today)
     return ok(days)
 
 
@@ -127,5 +122,5 @@ async def project_usage(request: web.Request, query: UsageQuery) -> web.Response
 @endpoint("Tokens spent this UTC month (no quota: token_left and next_refill_at are null)", data=Billing)
 async def project_billing(request: web.Request) -> web.Response:
     month_start = utc_now().date().replace(day=1)
-    spent = await tokens_since(deps(request).store, project_of(request), month_start)
+    spent = await tokens_since((await settled(request)).store, project_of(request), month_start)
     return ok({"token_left": None, "next_refill_at": None, "project_token_cost_month": spent})

@@ -7,11 +7,12 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from api import params
-from api.deps import deps, project_of
+from api.deps import project_of, settled
 from api.endpoint import endpoint
 from api.envelope import not_found, ok
+from api.models import ChatModalResponse
+from streams.records import FlushOutcome
 from projections.tasks import get_task
-from streams.events import ChatModalResponse
 
 routes = web.RouteTableDef()
 
@@ -31,10 +32,13 @@ class Task(BaseModel):
 
 
 async def task_answer(request: web.Request, task_id: str) -> web.Response:
-    task = await get_task(deps(request).store, project_of(request), task_id)
+    """A task names no user, so the answer waits for the read models to hold every partition's writes."""
+    d = await settled(request)
+    task = await get_task(d.store, project_of(request), task_id)
     if task is None:
         raise not_found(f"task {task_id}")
-    return ok(task)
+    results = [ChatModalResponse.of(FlushOutcome.model_validate(o)).model_dump() for o in task["results"]]
+    return ok({**task, "results": results})
 
 
 @routes.get("/api/v1/tasks/{task_id}")

@@ -1,4 +1,5 @@
-"""Users: create, read, update, delete (Memobase ``/api/v1/users``)."""
+"""Users: create, read, update, delete (Memobase ``/api/v1/users``). Each write returns once the
+read models show it; each read shows every write made before it."""
 
 import uuid
 from datetime import datetime
@@ -8,12 +9,12 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from api import params
-from api.deps import deps, project_of, until_visible
+from api.deps import project_of, settled, write_readable
 from api.endpoint import endpoint
 from api.envelope import ApiError, not_found, ok
-from api.models import Id, UserBody
+from api.models import Id, UserBody, UserDataBody, bounded
 from projections.users import get_user
-from streams.events import UserCreated, UserDeleted, UserUpdated
+from streams.records import UserCreated, UserDeleted, UserUpdated
 
 routes = web.RouteTableDef()
 
@@ -28,23 +29,21 @@ class User(BaseModel):
 @routes.post("/api/v1/users")
 @endpoint("Create a user (errno 409 when the id is taken)", body=UserBody, body_required=False, data=Id)
 async def create_user(request: web.Request, body: UserBody) -> web.Response:
-    d, project = deps(request), project_of(request)
+    project = project_of(request)
     user_id = body.id or str(uuid.uuid4())
+    d = await settled(request, user_id)
     if await get_user(d.store, project, user_id) is not None:
         raise ApiError(409, f"user {user_id} already exists")
-    await d.producer.send(d.settings.topic_ingest, UserCreated(project_id=project, user_id=user_id, data=body.data))
-
-    async def visible() -> bool:
-        return await get_user(d.store, project, user_id) is not None
-
-    await until_visible(visible, d.settings.read_your_writes_timeout)
+    record = bounded(UserCreated(project_id=project, user_id=user_id, data=body.data), d.settings.limits())
+    await write_readable(d, record, f"user {user_id}")
     return ok({"id": user_id})
 
 
 @routes.get("/api/v1/users/{user_id}")
 @endpoint("Read a user", data=User)
 async def read_user(request: web.Request) -> web.Response:
-    d, project, user_id = deps(request), project_of(request), params.user_id(request)
+    project, user_id = project_of(request), params.user_id(request)
+    d = await settled(request, user_id)
     user = await get_user(d.store, project, user_id)
     if user is None:
         raise not_found(f"user {user_id}")
@@ -52,32 +51,25 @@ async def read_user(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/users/{user_id}")
-@endpoint("Replace a user's data", body=UserBody, body_required=False, data=Id)
-async def update_user(request: web.Request, body: UserBody) -> web.Response:
-    d, project, user_id = deps(request), project_of(request), params.user_id(request)
+@endpoint("Replace a user's data", body=UserDataBody, body_required=False, data=Id)
+async def update_user(request: web.Request, body: UserDataBody) -> web.Response:
+    project, user_id = project_of(request), params.user_id(request)
+    d = await settled(request, user_id)
     if await get_user(d.store, project, user_id) is None:
         raise not_found(f"user {user_id}")
-    record = UserUpdated(project_id=project, user_id=user_id, data=body.data)
-    await d.producer.send(d.settings.topic_ingest, record)
-
-    async def visible() -> bool:
-        user = await get_user(d.store, project, user_id)
-        return user is not None and user["data"] == (record.data or {})
-
-    await until_visible(visible, d.settings.read_your_writes_timeout)
+    record = bounded(UserUpdated(project_id=project, user_id=user_id, data=body.data), d.settings.limits())
+    await write_readable(d, record, f"the update of user {user_id}")
     return ok({"id": user_id})
 
 
 @routes.delete("/api/v1/users/{user_id}")
-@endpoint("Delete a user and everything about them")
+@endpoint("Delete a user and everything about them (errno 404 when there is no such user)")
 async def delete_user(request: web.Request) -> web.Response:
-    d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    if await get_user(d.store, project, user_id) is None:
+    """Always sent (the user may be in the log and not yet readable); returns once they are gone."""
+    project, user_id = project_of(request), params.user_id(request)
+    d = await settled(request, user_id)
+    existed = await get_user(d.store, project, user_id) is not None
+    await write_readable(d, UserDeleted(project_id=project, user_id=user_id), f"the delete of user {user_id}")
+    if not existed:
         raise not_found(f"user {user_id}")
-    await d.producer.send(d.settings.topic_ingest, UserDeleted(project_id=project, user_id=user_id))
-
-    async def gone() -> bool:
-        return await get_user(d.store, project, user_id) is None
-
-    await until_visible(gone, d.settings.read_your_writes_timeout)
     return ok()

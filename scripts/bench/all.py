@@ -9,7 +9,7 @@ from pathlib import Path
 
 from scripts.bench.harness import RESULTS
 
-BENCHMARKS = ("insert", "e2e", "reads", "writer", "scaling")
+BENCHMARKS = ("idle", "insert", "flush", "e2e", "reads", "writer", "scaling")
 
 
 def main() -> None:

@@ -9,6 +9,8 @@ several do (API + worker, two workers) they share it through the chDB HTTP front
 """
 
 import asyncio
+import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -172,6 +174,10 @@ class Services:
     def cpu_times(self) -> dict[str, float]:
         """CPU seconds used so far by this process (``client``, the load generator), the broker and each child."""
         times = {"client": time.process_time(), "broker": cpu_seconds(int(self.broker.pid_file.read_text()))}
+        if self.broker.proxy_pid:
+            times["proxy"] = cpu_seconds(self.broker.proxy_pid)
+        if self.front is not None and self.front.pid:
+            times["front"] = cpu_seconds(self.front.pid)
         times.update({p.name: cpu_seconds(p.pid) for p in self.processes if p.pid})
         return times
 
@@ -229,3 +235,51 @@ async def wait_caught_up(settings: Settings, group: str, topics: list[str], time
     finally:
         await admin.close()
         await consumer.stop()
+
+
+class FinishedTasks:
+    """Tails the memory topic (committed) from its end and notes when each ``TaskFinished`` of the
+    ``watched`` task ids comes; a benchmark adds ids as the API hands them out."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.watched: set[str] = set()
+        self.finished: dict[str, float] = {}
+        self._changed = asyncio.Event()
+        self._consumer = AIOKafkaConsumer(settings.topic_memory, bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                          auto_offset_reset="latest", enable_auto_commit=False,
+                                          isolation_level="read_committed")
+        self._tail: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> "FinishedTasks":
+        await self._consumer.start()
+        await self._consumer.seek_to_end()
+        for tp in self._consumer.assignment():
+            await self._consumer.position(tp)
+        self._tail = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._tail is not None:
+            self._tail.cancel()
+        await self._consumer.stop()
+
+    async def _run(self) -> None:
+        while True:
+            for messages in (await self._consumer.getmany(timeout_ms=200)).values():
+                for message in messages:
+                    if b'"task_finished"' in message.value:
+                        for task in json.loads(message.value)["task_ids"]:
+                            self.finished.setdefault(task, time.monotonic())
+                        self._changed.set()
+
+    async def wait(self, expected: int, timeout: float) -> None:
+        """Until ``expected`` ids are watched and each of them finished; TimeoutError after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while len(self.watched) < expected or not self.watched <= self.finished.keys():
+            self._changed.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                done = len(self.watched & self.finished.keys())
+                raise TimeoutError(f"{done} of {len(self.watched)} tasks finished after {timeout:g} s")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(left, 1.0))

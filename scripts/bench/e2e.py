@@ -1,7 +1,7 @@
 """End to end: insert → size-triggered flush → extraction (scripted LLM, answers at once) → profile
 readable through the API.
 
-    generator ──POST insert──▶ api ─▶ ingest ─▶ worker: buffer ─▶ flushes ─▶ extract ──HTTP──▶ LLM (here)
+    generator ──POST insert──▶ api ─▶ ingest ─▶ worker: owner (window closes) ─▶ job ──HTTP──▶ LLM (here)
         └────GET /users/profile, every 50 ms, until the sample's slot is there ◀── ClickHouse ◀── projection writer
 
 API and workers are separate ``memstream`` processes sharing ClickHouse through the chDB HTTP
@@ -31,14 +31,13 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer
 
 from memstream.settings import Settings
 from scripts.bench import harness
-from scripts.bench.cluster import Services, idle_cpu, wait_caught_up
+from scripts.bench.cluster import FinishedTasks, Services, idle_cpu, wait_caught_up
 from scripts.bench.harness import Table, below, latency_ms
 from scripts.bench.load import ApiClient, for_each, open_loop, user_ids
-from tests.support.scripted_llm import ScriptedLLM
+from scripts.scripted_llm import ScriptedLLM
 
 TARGET_P95_MS = 1000.0
 POLL = 0.05  # seconds between profile reads of one sample
@@ -119,7 +118,7 @@ class Sampler:
 
 async def caught_up(settings: Settings) -> None:
     """Wait until the workers have taken every command so far and the writer has projected what they made."""
-    await wait_caught_up(settings, settings.app_id, [settings.topic_ingest, settings.topic_flushes])
+    await wait_caught_up(settings, settings.app_id, [settings.topic_ingest])
     await wait_caught_up(settings, settings.projection_group, [settings.topic_memory])
 
 
@@ -137,43 +136,22 @@ async def scenario(services: Services, sampler: Sampler, users: list[str], sampl
             "p95_target_met": below(stats["p95_ms"], TARGET_P95_MS) and result.errors == 0, "preload_s": round(preload_s, 1)}
 
 
-async def finished_tasks(settings: Settings, started: asyncio.Event, expected: int, task_ids: set[str]) -> None:
-    """Read the memory topic from its end; return once ``task_ids`` holds ``expected`` ids, each with a TaskFinished."""
-    consumer = AIOKafkaConsumer(settings.topic_memory, bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                auto_offset_reset="latest", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.seek_to_end()
-        for tp in consumer.assignment():
-            await consumer.position(tp)
-        started.set()
-        finished: set[str] = set()
-        while len(task_ids) < expected or not task_ids <= finished:
-            for messages in (await consumer.getmany(timeout_ms=200)).values():
-                finished.update(*(json.loads(m.value)["task_ids"] for m in messages if b'"task_finished"' in m.value))
-    finally:
-        await consumer.stop()
-
-
 async def burst(services: Services, sampler: Sampler, flushes: int) -> dict[str, Any]:
     """``flushes`` flush-triggering inserts at once, each for a new user: flushes per second, insert to projected."""
-    started, task_ids = asyncio.Event(), set[str]()
-    watcher = asyncio.create_task(finished_tasks(services.settings, started, flushes, task_ids))
-    await started.wait()
-    clock = time.monotonic()
+    async with FinishedTasks(services.settings) as tasks:
+        clock = time.monotonic()
 
-    async def insert(user: str) -> bool:
-        ok, raw = await sampler.client.request("POST", f"/blobs/insert/{user}", sample_body(uuid.uuid4().hex))
-        if ok:
-            task_ids.add(json.loads(raw)["data"]["task_id"])
-        return ok
+        async def insert(user: str) -> bool:
+            ok, raw = await sampler.client.request("POST", f"/blobs/insert/{user}", sample_body(uuid.uuid4().hex))
+            if ok:
+                tasks.watched.add(json.loads(raw)["data"]["task_id"])
+            return ok
 
-    inserts = await for_each(user_ids(flushes, seed=flushes), insert, 32)
-    if inserts.errors:
-        watcher.cancel()
-        raise RuntimeError(f"{inserts.errors} burst inserts failed")
-    inserted = time.monotonic() - clock
-    await asyncio.wait_for(watcher, timeout=600)
+        inserts = await for_each(user_ids(flushes, seed=flushes), insert, 32)
+        if inserts.errors:
+            raise RuntimeError(f"{inserts.errors} burst inserts failed")
+        inserted = time.monotonic() - clock
+        await tasks.wait(flushes, timeout=600)
     extracted = time.monotonic() - clock
     await wait_caught_up(services.settings, services.settings.projection_group, [services.settings.topic_memory])
     projected = time.monotonic() - clock

@@ -26,7 +26,7 @@ from scripts.bench import harness
 from scripts.bench.cluster import Services, idle_cpu, with_cpu
 from scripts.bench.harness import Table, below, ratio
 from scripts.bench.load import ApiClient, closed_loop, open_loop, user_ids
-from streams.events import BlobType, encode
+from streams.records import BlobType, encode
 
 TARGET_RATE = 3000.0  # inserts/s at the best concurrency
 TARGET_P99_MS = 20.0  # at the fixed rate

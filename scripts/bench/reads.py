@@ -71,7 +71,7 @@ SEED = {
 SEED["blobs"] = f"""INSERT INTO {{db}}.blobs
     SELECT '{PROJECT}', {USER_ID.format(n='intDiv(number, 2)')}, toString(reinterpretAsUUID(sipHash128('blob', number))), 'chat',
         concat('{{{{"messages":[{{{{"role":"user","content":"I took the train to Lisbon, chat ', toString(number), '"}}}}]}}}}'),
-        '{{{{}}}}', now64(3) - toIntervalSecond(number % 86400), 1, 0
+        '{{{{}}}}', now64(3) - toIntervalSecond(number % 86400), now64(3) - toIntervalSecond(number % 86400), 1, 0
     FROM numbers({{users}} * 2)"""
 SEED["buffer"] = f"""INSERT INTO {{db}}.buffer
     SELECT '{PROJECT}', {USER_ID.format(n='intDiv(number, 2)')}, toString(reinterpretAsUUID(sipHash128('blob', number))), 'chat',

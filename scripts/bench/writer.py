@@ -2,7 +2,7 @@
 
     this process ──produce N records──▶ memstream.memory ──▶ ProjectionWriter (this process) ──▶ chDB
 
-The backlog is what extraction emits, flush after flush: BlobBuffered, two ProfileSlotChanged,
+The backlog is what the owner states, flush after flush: BlobStored, two ProfileSlotChanged,
 EventRecorded, UsageRecorded and TaskFinished (9 rows over 6 tables per 6 records), for users
 spread over every partition. It is produced first; then a ``ProjectionWriter`` with the product's
 batch settings drains it and is timed from its start to its last commit. Two in-run baselines
@@ -29,20 +29,21 @@ from scripts.bench import harness
 from scripts.bench.harness import Table, ratio
 from scripts.bench.load import user_ids
 from scripts.broker import LocalBroker, free_port
-from streams.events import (
-    BlobBuffered,
+from streams.records import (
+    FACTS,
+    BlobStored,
     BlobType,
-    ChatModalResponse,
     EventData,
     EventRecorded,
+    FlushOutcome,
     ProfileDelta,
     ProfileSlotChanged,
     Record,
     TaskFinished,
     UsageRecorded,
-    decode,
     derived_id,
     encode,
+    utc_now,
 )
 from streams.topics import ensure_topics
 
@@ -66,7 +67,7 @@ def flush_records(flush: int, user: str) -> list[Record]:
     blob, task = derived_id(f, "blob"), derived_id(f, "task")
     slots = [("basic_info", "name", f"Alice {flush}"), ("interest", "music", "jazz, cello, Sunday concerts")]
     changes = [
-        ProfileSlotChanged(project_id=p, user_id=user, event_id=derived_id(f, "slot", str(i)),
+        ProfileSlotChanged(project_id=p, user_id=user, record_id=derived_id(f, "slot", str(i)), seq=2 + i,
                            profile_id=derived_id(user, topic, sub), op="add", topic=topic, sub_topic=sub,
                            content=content, source_id=f)
         for i, (topic, sub, content) in enumerate(slots)
@@ -74,16 +75,17 @@ def flush_records(flush: int, user: str) -> list[Record]:
     data = EventData(profile_delta=[ProfileDelta(content=c, attributes={"topic": t, "sub_topic": s}) for t, s, c in slots],
                      event_tip="Alice talked about the cello and a jazz concert on Sunday.")
     return [
-        BlobBuffered(project_id=p, user_id=user, event_id=derived_id(f, "buffered"), blob_id=blob, task_id=task,
-                     blob_type=BlobType.chat, flush_id=f),
+        BlobStored(project_id=p, user_id=user, record_id=derived_id(f, "stored"), seq=1, blob_id=blob, task_id=task,
+                   blob_type=BlobType.chat, blob_data={"messages": [{"role": "user", "content": "I play the cello."}]},
+                   created_at=utc_now(), flush_id=f),
         *changes,
-        EventRecorded(project_id=p, user_id=user, event_id=derived_id(f, "event"), user_event_id=derived_id(f, "event"),
+        EventRecorded(project_id=p, user_id=user, record_id=derived_id(f, "event"), seq=4, event_id=derived_id(f, "event"),
                       flush_id=f, event_data=data),
-        UsageRecorded(project_id=p, user_id=user, event_id=derived_id(f, "usage"), source_id=f, model="bench",
+        UsageRecorded(project_id=p, user_id=user, record_id=derived_id(f, "usage"), seq=5, source_id=f, model="bench",
                       calls=1, input_tokens=900, output_tokens=120),
-        TaskFinished(project_id=p, user_id=user, event_id=derived_id(f, "finished"), flush_id=f, blob_type=BlobType.chat,
+        TaskFinished(project_id=p, user_id=user, record_id=derived_id(f, "finished"), seq=6, flush_id=f, blob_type=BlobType.chat,
                      task_ids=[task], blob_ids=[blob], status="completed",
-                     results=[ChatModalResponse(event_id=derived_id(f, "event"), add_profiles=[c.profile_id for c in changes])]),
+                     outcomes=[FlushOutcome(event_id=derived_id(f, "event"), added=[c.profile_id for c in changes])]),
     ]
 
 
@@ -145,7 +147,7 @@ async def insert_only(store: Store, records: int, batch: int) -> tuple[int, floa
     """Rows in the backlog's writes, and seconds for ``apply_ops`` alone, batch by batch, into a fresh database: ClickHouse's side."""
     ceiling = DatabaseView(store, f"{store.database}_ceiling")
     await migrate(ceiling)
-    ops: list[Op] = [op for record in backlog(records) for op in ops_for(decode(encode(record)))]
+    ops: list[Op] = [op for record in backlog(records) for op in ops_for(FACTS.decode(encode(record)))]
     per_batch = len(ops) * batch // records
     clock = time.monotonic()
     for start in range(0, len(ops), per_batch):

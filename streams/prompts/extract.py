@@ -23,7 +23,7 @@ Why it is shaped this way:
 import json
 from typing import Any
 
-from streams.events import ChatMessage
+from streams.records import ChatMessage
 from streams.profile import Profile
 from streams.project_config import ProjectConfig, SubTopic
 

@@ -1,9 +1,10 @@
 """Fault drill: ClickHouse (the chDB HTTP front, through ``ServerStore``) stops in the middle of a
 load of inserts and starts again.
 
-    load ─▶ api ─▶ broker ─▶ worker ─▶ projection writer ─▶ front ■ stopped (SIGTERM) ······ started again
+    load ─▶ api ─▶ broker ─▶ owner ─▶ projection writer ─▶ front ■ stopped (SIGTERM) ······ started again
             inserts: still 200 (they only need the broker)     writer: retries, commits nothing
             reads: HTTP 503, errno 503                          then catches up (measured)
+            healthcheck: 503 naming the writer                  healthcheck: 200 again
 
 Afterwards the blobs table holds every acknowledged blob once, with FINAL and without, and every
 task that started has ended.
@@ -44,15 +45,15 @@ async def drill(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Drill
 
 
 async def committed_offsets(settings: Settings) -> dict[TopicPartition, int | None]:
-    """The projection writer's committed offsets on the ingest and memory topics."""
-    return await group_offsets(settings, settings.projection_group, settings.topic_ingest, settings.topic_memory)
+    """The projection writer's committed offsets on the topics it reads."""
+    return await group_offsets(settings, settings.projection_group, settings.topic_memory, settings.topic_projects)
 
 
 async def test_inserts_go_on_reads_answer_503_and_projections_catch_up(drill: Drill) -> None:
     writer = drill.stack.writer
     assert writer is not None
     load = InsertLoad(drill.api, users=USERS, per_user=int(scaled(200, 5000))).start()
-    with LogCount("projections.writer", "projection write failed") as write_failures:
+    with LogCount("projections.writer", "ClickHouse unavailable") as write_failures:
         try:
             await eventually(polled(lambda: len(load.acked()) >= 3 * USERS), what="inserts acknowledged before the outage")
             known = load.acked()[0]
@@ -70,8 +71,14 @@ async def test_inserts_go_on_reads_answer_503_and_projections_catch_up(drill: Dr
             status, body = await drill.api.call("GET", f"/users/profile/{known.user}")
             assert (status, body["errno"]) == (503, 503), body
 
-            # The writer notices, and from then on neither counts nor commits anything.
+            # The writer notices, and from then on neither counts nor commits anything; health says so.
             await eventually(polled(lambda: write_failures.count), what="the projection writer failing to write")
+
+            async def unhealthy() -> str | None:
+                status, body = await drill.api.call("GET", "/healthcheck")
+                return body["errmsg"] if status == 503 else None
+            reason = await eventually(unhealthy, what="the healthcheck reporting the writer")
+            assert reason.startswith("the projection writer cannot write ClickHouse"), reason
             paused_written, paused_offsets = writer.records_written, await committed_offsets(drill.settings)
             paused_at = time.monotonic()
 
@@ -89,6 +96,10 @@ async def test_inserts_go_on_reads_answer_503_and_projections_catch_up(drill: Dr
                 return {a.user for a in load.acked(after=up_at)} == set(load.user_ids)
 
             await eventually(polled(everyone_after_restart), what="inserts after the restart")
+
+            async def healthy() -> bool:
+                return (await drill.api.call("GET", "/healthcheck"))[0] == 200
+            await eventually(healthy, what="the healthcheck healthy again")
         finally:
             await load.stop()
 

@@ -1,9 +1,9 @@
 """Fault drill: the LLM times out, answers HTTP 500, answers malformed JSON; then it is back.
 
-    flush ──▶ extract ──▶ LLM ✗ (llm_max_attempts tries, the delay doubling from llm_backoff;
+    flush ──▶ owner ───▶ LLM ✗ (llm_max_attempts tries, the delay doubling from llm_backoff;
                                  a malformed answer is asked once more within a try)
                           └──▶ dead-letter topic (error header) + the flush's tasks end `failed`
-    LLM back ──▶ replay_dead_letters ──▶ flushes topic ──▶ extract ──▶ the same tasks end `completed`
+    LLM back ──▶ replay_dead_letters ──▶ FlushReplayed (ingest) ──▶ owner ──▶ the same tasks end `completed`
 
 Bounded: each LLM call gives up after TIMEOUT, a stalled reply ends by itself after STALL, every
 wait has a deadline; the scripted LLM listens on loopback only.
@@ -15,16 +15,17 @@ from dataclasses import dataclass
 
 import pytest
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from memstream.dead_letters import DeadLetterReplay, replay_dead_letters
 from memstream.settings import Settings
 from memstream.stack import Stack
 from projections.store import Store
-from streams.events import ProfileEdited
+from streams.records import ProfileEdited
 from tests.faults.support import stored_blob_ids, task_statuses, tasks_balance
 from tests.support.client import Api, chat, eventually, new_user
-from tests.support.scripted_llm import ScriptedLLM
+from tests.support.records import messages_in, partitions
+from scripts.scripted_llm import ScriptedLLM
 
 TIMEOUT = 0.5  # settings.llm_timeout
 STALL = "\x00stall"  # a scripted reply that comes only after the client gave up
@@ -71,14 +72,12 @@ class Parked:
 
 
 async def topic_size(settings: Settings, topic: str) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        return sum((await consumer.end_offsets(tps)).values())
-    finally:
-        await consumer.stop()
+    """The records ``topic`` holds (committed; transaction markers take offsets too, so not the end offsets)."""
+    return len(await messages_in(settings, partitions(settings, topic)))
+
+
+async def parked_errors(settings: Settings) -> list[str]:
+    return [dict(m.headers)["error"].decode() for m in await messages_in(settings, partitions(settings, settings.topic_dead_letter))]
 
 
 async def fail_flush(api: Api, llm: FaultyLLM, stack: Stack, fault: str) -> Parked:
@@ -145,20 +144,29 @@ async def replayed(parked: dict[str, Parked], llm: FaultyLLM, stack: Stack, stor
     """The LLM answers again; the parked flushes are replayed. Also: how many calls the replay cost."""
     seen = len(llm.requests)
     llm.script(*[BACK] * len(FAULTS))
-    return await replay_dead_letters(stack.settings, store), seen
+    return await replay_dead_letters(stack.settings), seen
 
 
 async def test_replay_resends_each_parked_flush_and_reports_the_rest(
     replayed: tuple[DeadLetterReplay, int], parked: dict[str, Parked]
 ) -> None:
     outcome = replayed[0]
-    assert sorted(d.flush_id for d in outcome.replayed) == sorted(parked[f].flush_task for f in FAULTS)
+    assert sorted(d.flush_id for d in outcome.replayed) == sorted(parked[f].flush_task for f in [*FAULTS, "deleted user"])
     assert all(d.error for d in outcome.replayed)  # each carries the error it was parked with
-    assert sorted((d.kind, d.not_replayed) for d in outcome.reported) == [
-        ("buffer_flushed", f"user {parked['deleted user'].user} is deleted"),
-        ("profile_edited", "not a flush"),
-        ("undecodable", "cannot be decoded"),
-    ]
+    assert [(d.kind, d.not_replayed) for d in outcome.reported] == [("other", "not a parked flush")] * 2
+
+
+async def test_the_replay_of_a_user_deleted_since_is_refused_by_the_owner(
+    replayed: tuple[DeadLetterReplay, int], parked: dict[str, Parked], stack: Stack, store: Store
+) -> None:
+    await refused_again(stack.settings, parked["deleted user"].user)
+    assert await stored_blob_ids(store, [parked["deleted user"].user]) == []
+
+
+async def refused_again(settings: Settings, user: str) -> None:
+    async def refused() -> list[str]:
+        return [e for e in await parked_errors(settings) if e == f"user {user} no longer exists"]
+    await eventually(refused, what="the deleted user's replay parked with its reason")
 
 
 async def test_replayed_flushes_complete_their_tasks_and_write_the_profile_once(
@@ -196,8 +204,12 @@ async def test_replayed_flushes_complete_their_tasks_and_write_the_profile_once(
     assert billed[0]["calls"] == expected
 
 
-async def test_a_second_run_replays_nothing(replayed: tuple[DeadLetterReplay, int], stack: Stack, store: Store) -> None:
-    flushes_before = await topic_size(stack.settings, stack.settings.topic_flushes)
-    again = await replay_dead_letters(stack.settings, store)
-    assert again.replayed == [] and again.reported == []
-    assert await topic_size(stack.settings, stack.settings.topic_flushes) == flushes_before
+async def test_a_second_run_replays_nothing(
+    replayed: tuple[DeadLetterReplay, int], parked: dict[str, Parked], stack: Stack
+) -> None:
+    await refused_again(stack.settings, parked["deleted user"].user)
+    ingest_before = await topic_size(stack.settings, stack.settings.topic_ingest)
+    again = await replay_dead_letters(stack.settings)
+    assert again.replayed == []  # what was parked since the first run: only the refused replay, reported
+    assert [(d.kind, d.not_replayed) for d in again.reported] == [("other", "not a parked flush")]
+    assert await topic_size(stack.settings, stack.settings.topic_ingest) == ingest_before

@@ -13,7 +13,7 @@ from memstream.stack import Stack
 from projections.store import Store, open_store
 from scripts.broker import LocalBroker, free_port
 from tests.support.client import Api
-from tests.support.scripted_llm import ScriptedLLM
+from scripts.scripted_llm import ScriptedLLM
 
 TOKEN = "test-root-token"
 _counter = itertools.count()
@@ -39,7 +39,7 @@ def make_settings(broker: LocalBroker) -> Callable[..., Settings]:
     def make(**overrides: object) -> Settings:
         n = next(_counter)
         names = {
-            "topic_ingest": f"t{n}.ingest", "topic_flushes": f"t{n}.flushes",
+            "topic_ingest": f"t{n}.ingest", "topic_state": f"t{n}.state", "topic_progress": f"t{n}.progress",
             "topic_memory": f"t{n}.memory", "topic_dead_letter": f"t{n}.dead-letter",
             "topic_projects": f"t{n}.projects",
             "app_id": f"memstream-t{n}", "projection_group": f"projections-t{n}",

@@ -2,9 +2,8 @@
 valid JSON with the keys its README promises. The numbers themselves are not checked (quick
 sizes on a shared machine mean nothing).
 
-Two lanes run side by side: scaling (two deployments, the longest), and the other four one
-after another. More parallel than that is slower on 2 cores: every ``memstream`` process keeps
-a core partly busy even when idle (the local broker answers empty fetches at once)."""
+Two lanes run side by side: scaling (two deployments, the longest) and idle, and the others one
+after another."""
 
 import asyncio
 import json
@@ -24,8 +23,10 @@ KEYS = {
     "writer": {"records", "rows", "writer_rows_per_s", "consume_only_records_per_s", "insert_only_rows_per_s",
                "target_rows_per_s"},
     "scaling": {"done", "runs", "summary"},
+    "flush": {"sizes", "throughput", "sync_flush", "targets"},
+    "idle": {"dev", "split"},
 }
-LANES = (("scaling",), ("insert", "e2e", "reads", "writer"))
+LANES = (("scaling", "idle"), ("insert", "flush", "e2e", "reads", "writer"))
 TIMEOUT = 300  # seconds for one benchmark; the two lanes take 1 to 1.5 min on the shared 2-core machine
 
 

@@ -23,16 +23,15 @@ from projections.users import get_user
 from projections.writer import apply_ops
 from scripts.broker import free_port
 from scripts.clickhouse_front import ClickHouseFront
-from streams.events import (
-    BlobInserted,
+from streams.records import (
+    BlobStored,
     BlobType,
     EventData,
     EventRecorded,
     ProfileSlotChanged,
     Record,
-    UserCreated,
-    UserDeleted,
-    UserUpdated,
+    UserForgotten,
+    UserStored,
 )
 from tests.integration.conftest import TOKEN
 from tests.support.client import Api, chat, eventually, new_user
@@ -76,10 +75,10 @@ async def test_projection_rows_read_back_as_embedded_reads_them(served: Store, e
     user, profile_id, blob_id, task_id = new_user(), str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     data = {"plan": "pro", "note": "it's a \\ tab\there, a line\nthere, é ✓"}
     await write_both([
-        UserCreated(project_id=PROJECT, user_id=user, occurred_at=AT, data=data),
-        BlobInserted(project_id=PROJECT, user_id=user, occurred_at=AT + timedelta(seconds=1), blob_id=blob_id,
-                     task_id=task_id, blob_type=BlobType.chat, blob_data=chat("Hi, I'm Frank")["blob_data"], created_at=AT),
-        ProfileSlotChanged(project_id=PROJECT, user_id=user, occurred_at=AT + timedelta(seconds=2), profile_id=profile_id,
+        UserStored(project_id=PROJECT, user_id=user, seq=1, occurred_at=AT, data=data, created_at=AT),
+        BlobStored(project_id=PROJECT, user_id=user, seq=2, occurred_at=AT + timedelta(seconds=1), blob_id=blob_id,
+                   task_id=task_id, blob_type=BlobType.chat, blob_data=chat("Hi, I'm Frank")["blob_data"], created_at=AT),
+        ProfileSlotChanged(project_id=PROJECT, user_id=user, seq=3, occurred_at=AT + timedelta(seconds=2), profile_id=profile_id,
                            op="add", topic="basic_info", sub_topic="name", content="Frank", source_id="flush-1"),
     ], served, embedded)
 
@@ -119,7 +118,7 @@ async def test_large_array_insert_and_semantic_search(served: Store, embedded: S
     target = [0.0] * dims
     target[42] = 1.0
     events = [
-        EventRecorded(project_id=PROJECT, user_id=user, occurred_at=AT + timedelta(milliseconds=i), user_event_id=str(uuid.uuid4()),
+        EventRecorded(project_id=PROJECT, user_id=user, seq=i + 1, occurred_at=AT + timedelta(milliseconds=i), event_id=str(uuid.uuid4()),
                       flush_id=f"flush-{i}", event_data=EventData(event_tip=f"event {i}"),
                       embedding=target if i == 42 else [0.5] * dims)
         for i in range(3000)
@@ -132,7 +131,7 @@ async def test_large_array_insert_and_semantic_search(served: Store, embedded: S
     search = dict(query="", query_embedding=target, topk=3, similarity_threshold=0.5, time_range_in_days=100_000)
     found = await search_events(served, PROJECT, user, **search)
     assert found == await search_events(embedded, PROJECT, user, **search)
-    assert [(row["id"], row["event_data"]["event_tip"]) for row in found] == [(events[42].user_event_id, "event 42")]
+    assert [(row["id"], row["event_data"]["event_tip"]) for row in found] == [(events[42].event_id, "event 42")]
     assert found[0]["similarity"] == pytest.approx(1.0)
 
 
@@ -148,15 +147,15 @@ async def test_insert_of_many_blocks(served: Store) -> None:
 
 
 async def test_update_with_a_large_parameter_and_delete(served: Store, embedded: Store) -> None:
-    """UserUpdated runs INSERT … SELECT … FINAL with a DateTime64 parameter (and a data parameter big
-    enough to travel as a form field); UserDeleted runs lightweight DELETEs."""
+    """A user's data large enough to be sent as its own block, then ``UserForgotten``'s lightweight
+    DELETEs with their parameters."""
     user, profile_id = new_user(), str(uuid.uuid4())
     big = {"bio": "ok " * 3000}
     await write_both([
-        UserCreated(project_id=PROJECT, user_id=user, occurred_at=AT, data={"plan": "pro"}),
-        ProfileSlotChanged(project_id=PROJECT, user_id=user, occurred_at=AT, profile_id=profile_id,
+        UserStored(project_id=PROJECT, user_id=user, seq=1, occurred_at=AT, data={"plan": "pro"}, created_at=AT),
+        ProfileSlotChanged(project_id=PROJECT, user_id=user, seq=2, occurred_at=AT, profile_id=profile_id,
                            op="add", topic="basic_info", sub_topic="name", content="Frank", source_id="flush-1"),
-        UserUpdated(project_id=PROJECT, user_id=user, occurred_at=AT + timedelta(seconds=5), data=big),
+        UserStored(project_id=PROJECT, user_id=user, seq=3, occurred_at=AT + timedelta(seconds=5), data=big, created_at=AT),
     ], served, embedded)
     updated = await get_user(served, PROJECT, user)
     assert updated == await get_user(embedded, PROJECT, user)
@@ -164,7 +163,7 @@ async def test_update_with_a_large_parameter_and_delete(served: Store, embedded:
     assert (updated["created_at"], updated["updated_at"]) == (datetime(2025, 3, 4, 5, 6, 7, 891000),
                                                               datetime(2025, 3, 4, 5, 6, 12, 891000))
 
-    await write_both([UserDeleted(project_id=PROJECT, user_id=user, occurred_at=AT + timedelta(seconds=9))], served, embedded)
+    await write_both([UserForgotten(project_id=PROJECT, user_id=user, seq=4, occurred_at=AT + timedelta(seconds=9))], served, embedded)
     assert await get_user(served, PROJECT, user) is None
     assert await list_profiles(served, PROJECT, user) == []
     assert await get_user(embedded, PROJECT, user) is None

@@ -12,7 +12,7 @@ from streams.tokens import count_tokens
 from tests.integration.conftest import TOKEN
 from tests.support.client import Api, chat, eventually, new_user
 from tests.support.memory import change, flush_with, rejected, seeded
-from tests.support.scripted_llm import ScriptedLLM
+from scripts.scripted_llm import ScriptedLLM
 
 STACK_SETTINGS = lambda llm: {"llm_base_url": llm.base_url, "embedding_base_url": llm.base_url}  # noqa: E731
 
@@ -122,7 +122,7 @@ async def test_chats_rank_the_matching_event_first(api: Api, user: str) -> None:
     "query,field",
     [
         ({"profile_event_ratio": "2"}, "profile_event_ratio"),
-        ({"max_token_size": "0"}, "max_token_size"),
+        ({"max_token_size": "-1"}, "max_token_size"),
         ({"customize_context_prompt": "no placeholders here"}, "customize_context_prompt"),
         ({"chats_str": '{"role": "user"}'}, "chats_str"),
         ({"topic_limits_json": "{nope"}, "topic_limits_json"),

@@ -15,12 +15,12 @@ from projections.events import event_text
 from projections.rows import ops_for
 from projections.store import Store
 from projections.writer import apply_ops
-from streams.events import EventData, EventRecorded, ProjectConfigSet, utc_now
+from streams.records import EventData, EventRecorded, ProjectConfigSet, utc_now
 from streams.tokens import count_tokens
 from tests.integration.conftest import TOKEN
 from tests.support.client import Api, chat, eventually, new_user
 from tests.support.records import publish
-from tests.support.scripted_llm import ScriptedLLM, embed
+from scripts.scripted_llm import ScriptedLLM, embed
 
 STACK_SETTINGS = lambda llm: {"llm_base_url": llm.base_url, "embedding_base_url": llm.base_url}  # noqa: E731
 
@@ -66,7 +66,7 @@ async def tagged(stack: Stack) -> None:
 async def test_get_events_topk_time_range_summary_and_token_budget(api: Api, llm: ScriptedLLM, store: Store) -> None:
     user = new_user()
     old = EventRecorded(
-        project_id="default", user_id=user, user_event_id=str(uuid.uuid4()), flush_id="old",
+        project_id="default", user_id=user, seq=1, event_id=str(uuid.uuid4()), flush_id="old",
         event_data=EventData(event_tip="an old memory"), created_at=utc_now() - timedelta(days=30),
     )
     await apply_ops(store, ops_for(old))

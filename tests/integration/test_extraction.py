@@ -6,18 +6,18 @@ Records are published straight to the stack's topics under a project of each tes
 project config set by one test cannot change another's.
 """
 
+import json
 import struct
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from aiokafka import AIOKafkaConsumer
 
 from memstream.settings import Settings
 from memstream.stack import Stack
 from projections.store import Store
 from scripts.broker import free_port
-from streams.events import (
+from streams.records import (
     BlobInserted,
     BlobType,
     BufferFlushed,
@@ -27,13 +27,11 @@ from streams.events import (
     ProfileEdited,
     ProjectConfigSet,
     Record,
-    decode,
 )
-from streams.profile import slot_id
 from tests.integration.conftest import started
 from tests.support.client import eventually
-from tests.support.records import publish
-from tests.support.scripted_llm import ScriptedLLM, embed
+from tests.support.records import ensure_project, parked_messages, publish
+from scripts.scripted_llm import ScriptedLLM, embed
 
 STACK_SETTINGS = lambda llm: {"llm_base_url": llm.base_url, "embedding_base_url": llm.base_url}  # noqa: E731
 
@@ -59,6 +57,8 @@ def new_ids() -> tuple[str, str]:
 
 
 async def send(stack: Stack, *records: Record) -> None:
+    for project in {r.project_id for r in records}:
+        await ensure_project(stack.settings, project)
     await publish(stack.settings, stack.settings.topic_ingest, *records)
 
 
@@ -181,33 +181,34 @@ async def test_manual_edits_add_update_move_delete(stack: Stack, store: Store, l
     def edit(op: str, **fields: str) -> ProfileEdited:
         return ProfileEdited(project_id=project, user_id=user, op=op, **fields)
 
-    title_id, role_id = slot_id(project, user, "work", "title"), slot_id(project, user, "career", "role")
     add = edit("add", topic="Work", sub_topic="title", content="pilot")  # strict mode does not apply
+    await send(stack, add)
+    [added] = await eventually(lambda: rows(store, PROFILES, project, user), what="added slot")
+    title_id = added["id"]
     update = edit("update", profile_id=title_id, content="captain")
-    await send(stack, add, update)
+    await send(stack, update)
 
     async def profile_is(expected: list[tuple[str, str, str, str]]) -> bool:
         found = await rows(store, PROFILES, project, user)
         return [(r["id"], r["topic"], r["sub_topic"], r["content"]) for r in found] == expected
-    await eventually(lambda: profile_is([(title_id, "work", "title", "captain")]), what="added then updated slot")
+    await eventually(lambda: profile_is([(title_id, "work", "title", "captain")]), what="updated slot")
 
     move = edit("update", profile_id=title_id, topic="career", sub_topic="role")
     await send(stack, move)
-    await eventually(lambda: profile_is([(role_id, "career", "role", "captain")]), what="moved slot")
+    await eventually(lambda: profile_is([(title_id, "career", "role", "captain")]), what="moved slot, same id")
     await flush(stack, store, project, user, "hello")  # the aggregate follows the edits
     assert "career::role = captain" in llm.requests[-1]["messages"][-1]["content"]
 
-    delete = edit("delete", profile_id=role_id)
+    delete = edit("delete", profile_id=title_id)
     await send(stack, delete)
     await eventually(lambda: profile_is([]), what="deleted slot")
     history = await rows(store, HISTORY, project, user)
-    assert sorted((h["id"], h["op"], h["content"], h["source"], h["source_id"]) for h in history) == sorted([
-        (title_id, "add", "pilot", "manual", add.event_id),
-        (title_id, "update", "captain", "manual", update.event_id),
-        (title_id, "delete", "", "manual", move.event_id),
-        (role_id, "add", "captain", "manual", move.event_id),
-        (role_id, "delete", "", "manual", delete.event_id),
-    ])
+    assert [(h["id"], h["op"], h["content"], h["source"], h["source_id"]) for h in history] == [
+        (title_id, "add", "pilot", "manual", add.record_id),
+        (title_id, "update", "captain", "manual", update.record_id),
+        (title_id, "update", "captain", "manual", move.record_id),
+        (title_id, "delete", "", "manual", delete.record_id),
+    ]
 
 
 async def test_event_edit_reembeds_and_retires_old_gists(stack: Stack, store: Store, llm: ScriptedLLM) -> None:
@@ -219,7 +220,7 @@ async def test_event_edit_reembeds_and_retires_old_gists(stack: Stack, store: St
     assert len(old) == 2
 
     rewrite = EventData(event_tip="Ann loves coffee.")
-    edited = EventEdited(project_id=project, user_id=user, user_event_id=event["id"], event_data=rewrite,
+    edited = EventEdited(project_id=project, user_id=user, event_id=event["id"], event_data=rewrite,
                          created_at=event["created_at"], gist_ids=[g["id"] for g in old])
     await send(stack, edited)
 
@@ -250,24 +251,19 @@ async def test_embedding_failure_fails_the_flush_like_an_llm_failure(
         spent = await eventually(lambda: rows(store, USAGE, project, user), what="usage of the failed flush")
         assert [(u["calls"], u["input_tokens"]) for u in spent] == [(1, 10)]  # the LLM answered once: billed
 
-        edited = EventEdited(project_id=project, user_id=user, user_event_id=str(uuid.uuid4()),
+        edited = EventEdited(project_id=project, user_id=user, event_id=str(uuid.uuid4()),
                              event_data=EventData(event_tip="tea"), created_at=datetime.now(timezone.utc))
-        await publish(failing.settings, failing.settings.topic_ingest, edited)
+        await send(failing, edited)
         letters = await eventually(lambda: dead_letters(failing.settings, 2), what="dead letters")
-        assert sorted(letters) == sorted([task, edited.event_id])
+        assert sorted(letters) == sorted([task, edited.record_id])
     finally:
         await failing.stop()
 
 
 async def dead_letters(settings: Settings, count: int) -> list[str]:
-    """The flush or event ids of the records parked on the dead-letter topic, once there are ``count``."""
-    consumer = AIOKafkaConsumer(settings.topic_dead_letter, bootstrap_servers=settings.kafka_bootstrap,
-                                auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
-    try:
-        batch = await consumer.getmany(timeout_ms=1000)
-    finally:
-        await consumer.stop()
-    records = [decode(m.value) for messages in batch.values() for m in messages]
-    ids = [r.flush_id if isinstance(r, BufferFlushed) else r.event_id for r in records]
+    """The flush or edit ids of the records parked on the dead-letter topic, once there are ``count``."""
+    ids = []
+    for message in await parked_messages(settings):
+        parked = json.loads(message.value)
+        ids.append(parked["flush_id"] if parked["kind"] == BufferFlushed.model_fields["kind"].default else parked["record_id"])
     return ids if len(ids) >= count else []

@@ -6,7 +6,7 @@ from aiokafka import AIOKafkaConsumer
 
 from memstream.stack import Stack
 from tests.support.client import Api, chat, eventually, new_user
-from tests.support.scripted_llm import ScriptedLLM
+from scripts.scripted_llm import ScriptedLLM
 
 STACK_SETTINGS = lambda llm: {"llm_base_url": llm.base_url, "llm_max_attempts": 2}  # noqa: E731
 

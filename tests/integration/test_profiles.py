@@ -11,7 +11,7 @@ from streams.tokens import count_tokens
 from tests.integration.conftest import TOKEN
 from tests.support.client import Api, new_user
 from tests.support.memory import change, flush_with, rejected, profiles, seeded
-from tests.support.scripted_llm import ScriptedLLM
+from scripts.scripted_llm import ScriptedLLM
 
 STACK_SETTINGS = lambda llm: {"llm_base_url": llm.base_url}  # noqa: E731
 
@@ -106,12 +106,11 @@ async def test_add_update_move_delete_round_trip(api: Api) -> None:
     assert [(r["id"], r["content"]) for r in await profiles(api, user)] == [(pid, "has a cat named Miso")]
 
     moved = {"content": "Miso the cat", "attributes": {"topic": "life_event", "sub_topic": "pet"}}
-    new_id = (await api.ok("PUT", f"/users/profile/{user}/{pid}", json=moved))["id"]
-    assert new_id != pid
+    assert (await api.ok("PUT", f"/users/profile/{user}/{pid}", json=moved))["id"] == pid  # a slot keeps its id
     assert [(r["id"], r["attributes"], r["content"]) for r in await profiles(api, user)] == [
-        (new_id, {"topic": "life_event", "sub_topic": "pet"}, "Miso the cat")]
+        (pid, {"topic": "life_event", "sub_topic": "pet"}, "Miso the cat")]
 
-    assert await api.ok("DELETE", f"/users/profile/{user}/{new_id}") is None
+    assert await api.ok("DELETE", f"/users/profile/{user}/{pid}") is None
     assert await profiles(api, user) == []
 
 
@@ -151,26 +150,18 @@ async def test_history_lists_flush_then_manual_changes_with_their_sources(api: A
     await api.ok("PUT", f"/users/profile/{user}/{pid}", json={"content": "senior pilot", "attributes": {"topic": "work", "sub_topic": "title"}})
     second_flush = await flush_with(api, llm, user, [change("work", "title", "captain", op="update")], "promoted")
     moved = {"content": "captain at Acme", "attributes": {"topic": "career", "sub_topic": "role"}}
-    new_id = (await api.ok("PUT", f"/users/profile/{user}/{pid}", json=moved))["id"]
-    await api.ok("DELETE", f"/users/profile/{user}/{new_id}")
+    assert (await api.ok("PUT", f"/users/profile/{user}/{pid}", json=moved))["id"] == pid
+    await api.ok("DELETE", f"/users/profile/{user}/{pid}")
 
-    old = (await api.ok("GET", f"/users/profile/{user}/{pid}/history"))["history"]
-    assert [(h["op"], h["content"], h["source"]) for h in old] == [
-        ("add", "pilot", "flush"), ("update", "senior pilot", "manual"), ("update", "captain", "flush"),
-        ("delete", "", "manual"),
+    history = (await api.ok("GET", f"/users/profile/{user}/{pid}/history"))["history"]
+    assert [(h["op"], h["topic"], h["content"], h["source"]) for h in history] == [
+        ("add", "work", "pilot", "flush"), ("update", "work", "senior pilot", "manual"), ("update", "work", "captain", "flush"),
+        ("update", "career", "captain at Acme", "manual"), ("delete", "career", "", "manual"),
     ]
-    assert [old[0]["source_id"], old[2]["source_id"]] == [first_flush, second_flush]
-    assert old[1]["source_id"] and old[1]["source_id"] not in (first_flush, second_flush)
-    assert all(h["profile_id"] == pid and h["topic"] == "work" for h in old)
-    assert [h["at"] for h in old] == sorted(h["at"] for h in old)
-
-    moved_history = await api.ok("GET", f"/users/profile/{user}/{new_id}/history")
-    assert moved_history["profile_id"] == new_id
-    entries = moved_history["history"]
-    assert entries[:4] == old  # a moved slot carries its story
-    assert [(h["profile_id"], h["op"], h["topic"], h["content"]) for h in entries[4:]] == [
-        (new_id, "add", "career", "captain at Acme"), (new_id, "delete", "career", "")]
-    assert entries[3]["source_id"] == entries[4]["source_id"]  # one edit moved it
+    assert [history[0]["source_id"], history[2]["source_id"]] == [first_flush, second_flush]
+    assert history[1]["source_id"] and history[1]["source_id"] not in (first_flush, second_flush)
+    assert all(h["profile_id"] == pid for h in history)  # a moved slot keeps its id and its story
+    assert [h["at"] for h in history] == sorted(h["at"] for h in history)
 
 
 async def test_memobase_sdk_profile_calls(api: Api, user: str, stack: Stack) -> None:

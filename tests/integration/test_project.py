@@ -4,7 +4,7 @@ this module's own, with the scripted LLM (10 input and 5 output tokens per call)
 from datetime import datetime, timedelta, timezone
 
 from tests.support.client import Api, chat, eventually, new_user
-from tests.support.scripted_llm import ScriptedLLM
+from scripts.scripted_llm import ScriptedLLM
 
 PROJECT = "project-endpoints"
 STACK_SETTINGS = lambda llm: {"llm_base_url": llm.base_url, "llm_max_attempts": 1, "default_project": PROJECT}  # noqa: E731

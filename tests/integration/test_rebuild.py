@@ -24,7 +24,7 @@ from tests.integration.test_replay import (  # noqa: F401 - history is the repla
     table_rows,
 )
 from tests.support.client import Api, chat, eventually, new_user
-from tests.support.scripted_llm import ScriptedLLM
+from scripts.scripted_llm import ScriptedLLM
 
 Snapshot = dict[str, list[tuple]]
 DAVE = {
@@ -100,7 +100,7 @@ async def test_into_a_fresh_database_beside_the_running_workers(live: Snapshot, 
         writer = ProjectionWriter(stack.settings.model_copy(update={"projection_group": done.group}), target)
         await writer.start()
         try:
-            await projected(writer, stack.settings, since=done.stats.total)
+            await projected(writer, stack.settings, since=done.stats.read)
         finally:
             await writer.stop()
         await projected(stack.writer, stack.settings)
@@ -120,7 +120,7 @@ async def rebuilt(live: Snapshot, stack: Stack, store: Store) -> AsyncIterator[t
     )
     await store.command(f"CREATE TABLE {store.database}.analyst_notes (note String, at {TIME}) ENGINE = MergeTree ORDER BY at")
     progress: list[int] = []
-    done = await rebuild(stack.settings, store, progress=lambda stats: progress.append(stats.read))
+    done = await rebuild(stack.settings, store, progress=lambda stats: progress.append(stats.done))
     yield before, done, progress
     if not stack.writer:
         await stack.start_worker()
@@ -132,7 +132,7 @@ async def test_in_place_gives_every_table_back(rebuilt: tuple[Snapshot, Rebuilt,
     for table in COLUMNS:
         assert after[table] == before[table], f"{table} differs after the rebuild"
     assert (done.database, done.group) == (store.database, stack.settings.projection_group)
-    assert done.stats.read == done.stats.total == await log_size(stack.settings) and done.stats.skipped == 0
+    assert done.stats.read == await log_size(stack.settings) and done.stats.skipped == 0
     assert progress[0] == 0 and progress[-1] == done.stats.total  # the bar knows its total before the first record
     assert await store.query(f"EXISTS TABLE {store.database}.analyst_notes") == [{"result": 1}]  # not a read model
 
@@ -148,7 +148,7 @@ async def test_workers_continue_where_the_rebuild_stopped(
     await api.ok("POST", f"/blobs/insert/{eve}", json=chat("I am Eve."))
     await api.ok("POST", f"/users/buffer/{eve}/chat", params={"wait_process": "true"})
     # Exactly the records appended since the replay's ends: none applied twice, none skipped.
-    await projected(stack.writer, stack.settings, since=done.stats.total)
+    await projected(stack.writer, stack.settings, since=done.stats.read)
     profiles = await store.query(
         f"SELECT topic, sub_topic, content FROM {store.database}.profiles WHERE project_id = {{p:String}} AND user_id = {{u:String}}",
         {"p": PROJECT, "u": eve},
@@ -160,9 +160,9 @@ async def test_workers_continue_where_the_rebuild_stopped(
 async def test_refused_when_the_log_lost_its_first_records(
     rebuilt: tuple[Snapshot, Rebuilt, list[int]], stack: Stack, store: Store
 ) -> None:
-    """Last: it deletes the head of one ingest partition, as an expired retention would."""
+    """Last: it deletes the head of one memory partition, as an expired retention would."""
     settings = stack.settings
-    head = next(tp for tp, end in rebuilt[1].stats.ends.items() if tp.topic == settings.topic_ingest and end)
+    head = next(tp for tp, end in rebuilt[1].stats.ends.items() if tp.topic == settings.topic_memory and end)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:

@@ -144,6 +144,7 @@ def _flow(schema: schemathesis.BaseSchema, base: str) -> set[tuple[str, str]]:
     call("GET", "/api/v1/users/{user_id}", u)
     call("PUT", "/api/v1/users/{user_id}", u, json={"data": {"name": "Ada L."}})
     call("GET", "/api/v1/healthcheck")
+    call("GET", "/api/v1/status")
     call("GET", "/api/v1/openapi.json")
     inserted = call("POST", "/api/v1/blobs/insert/{user_id}", u, json=chat("I like jazz and I live in Paris"),
                     params={"wait_process": "true"})

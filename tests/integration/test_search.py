@@ -8,10 +8,10 @@ from projections.rows import ops_for
 from projections.search import Criteria, search_events, search_gists
 from projections.store import Store
 from projections.writer import apply_ops
-from streams.events import EventData, EventDeleted, EventGist, EventRecorded, ProfileDelta, utc_now
+from streams.records import EventData, EventDropped, EventGist, EventRecorded, ProfileDelta, utc_now
 from tests.integration.test_events import record_event, search, tips
 from tests.support.client import Api, new_user
-from tests.support.scripted_llm import ScriptedLLM
+from scripts.scripted_llm import ScriptedLLM
 
 STACK_SETTINGS = lambda llm: {"llm_base_url": llm.base_url}  # noqa: E731  (no embedding endpoint)
 
@@ -48,14 +48,14 @@ def _recorded(user: str, tip: str, embedding: list[float] | None = None, days_ag
               gist: str | None = None) -> EventRecorded:
     event_id = str(uuid.uuid4())
     return EventRecorded(
-        project_id="p", user_id=user, user_event_id=event_id, flush_id=event_id,
+        project_id="p", user_id=user, seq=1, event_id=event_id, flush_id=event_id,
         event_data=EventData(event_tip=tip, profile_delta=[ProfileDelta(content="x", attributes={})]),
         embedding=embedding, created_at=utc_now() - timedelta(days=days_ago),
         gists=[EventGist(gist_id=str(uuid.uuid4()), content=gist, embedding=embedding)] if gist else [],
     )
 
 
-async def _write(store: Store, *records: EventRecorded | EventDeleted) -> None:
+async def _write(store: Store, *records: EventRecorded | EventDropped) -> None:
     for record in records:
         await apply_ops(store, ops_for(record))
 
@@ -67,7 +67,7 @@ async def test_semantic_search_skips_rows_it_cannot_compare(store: Store) -> Non
     await _write(store, same, unembedded, other_size)
     found = await search_events(store, "p", user, query="a", query_embedding=[0.6, 0.8], topk=10,
                                 similarity_threshold=0.0, time_range_in_days=1)
-    assert [(e["id"], round(e["similarity"], 5)) for e in found] == [(same.user_event_id, 0.6)]
+    assert [(e["id"], round(e["similarity"], 5)) for e in found] == [(same.event_id, 0.6)]
 
 
 async def test_search_honours_the_time_range(store: Store) -> None:
@@ -80,8 +80,8 @@ async def test_search_honours_the_time_range(store: Store) -> None:
                                    similarity_threshold=0.2, time_range_in_days=days)
         return [e["id"] for e in rows]
 
-    assert await found(7) == [recent.user_event_id]
-    assert await found(60) == [recent.user_event_id, old.user_event_id]
+    assert await found(7) == [recent.event_id]
+    assert await found(60) == [recent.event_id, old.event_id]
 
 
 async def test_gists_of_a_deleted_event_are_hidden(store: Store) -> None:
@@ -91,7 +91,7 @@ async def test_gists_of_a_deleted_event_are_hidden(store: Store) -> None:
     criteria = Criteria("owls", None, 10, 0.2, 30)
     assert [g["gist_data"]["content"] for g in await search_gists(store, "p", user, criteria)] == ["owls hoot at night"]
     # Deleted without naming its gists: they must not outlive the event in search.
-    await _write(store, EventDeleted(project_id="p", user_id=user, user_event_id=event.user_event_id))
+    await _write(store, EventDropped(project_id="p", user_id=user, seq=2, event_id=event.event_id))
     assert await search_gists(store, "p", user, criteria) == []
 
 

@@ -6,7 +6,7 @@ import time
 from aiohttp import web
 
 from tests.support.client import Api, chat, eventually, new_user
-from tests.support.scripted_llm import ScriptedLLM
+from scripts.scripted_llm import ScriptedLLM
 
 STACK_SETTINGS = lambda llm: {"llm_base_url": llm.base_url, "llm_max_attempts": 1}  # noqa: E731
 TEA = {"changes": [{"op": "add", "topic": "interest", "sub_topic": "likes", "content": "tea"}], "event_tip": "tea"}

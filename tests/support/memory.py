@@ -3,7 +3,7 @@
 from typing import Any
 
 from tests.support.client import Api, chat, eventually
-from tests.support.scripted_llm import ScriptedLLM
+from scripts.scripted_llm import ScriptedLLM
 
 
 def change(topic: str, sub_topic: str, content: str, op: str = "add") -> dict[str, str]:

@@ -5,7 +5,8 @@ from typing import Any, Iterable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from memstream.settings import Settings
-from streams.events import Record, decode, encode
+from streams.records import COMMANDS, FACTS, PROJECT_RECORDS, Codec, ProjectCreated, Record, encode
+from streams.project_tokens import token_sha256
 
 
 async def publish(settings: Settings, topic: str, *records: Record) -> None:
@@ -19,9 +20,20 @@ async def publish(settings: Settings, topic: str, *records: Record) -> None:
         await producer.stop()
 
 
+async def publish_raw(settings: Settings, topic: str, key: str, value: bytes) -> None:
+    """Send ``value`` as it is (not a record) to ``topic`` under ``key``, acknowledged by the broker."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key.encode())
+    finally:
+        await producer.stop()
+
+
 async def messages_in(settings: Settings, tps: Iterable[TopicPartition]) -> list[ConsumerRecord]:
     """Every message of the partitions ``tps``, as stored (not decoded), partition by partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+                                isolation_level="read_committed")
     await consumer.start()
     try:
         tps = sorted(set(tps))
@@ -37,9 +49,31 @@ async def messages_in(settings: Settings, tps: Iterable[TopicPartition]) -> list
         await consumer.stop()
 
 
+async def ensure_project(settings: Settings, project_id: str) -> None:
+    """Create ``project_id`` (once per topic), so records naming it are accepted."""
+    key = (settings.topic_projects, project_id)
+    if project_id != settings.default_project and key not in _created:
+        record = ProjectCreated(project_id=project_id, token_sha256=token_sha256(f"sk-{project_id}-test"))
+        await publish(settings, settings.topic_projects, record)
+        _created.add(key)
+
+
+_created: set[tuple[str, str]] = set()
+
+
+def codec_of(settings: Settings, topic: str) -> Codec:
+    return {settings.topic_ingest: COMMANDS, settings.topic_memory: FACTS, settings.topic_projects: PROJECT_RECORDS}[topic]
+
+
 async def records_in_log(settings: Settings, topic: str) -> list[Any]:
-    """Every record of ``topic``, decoded, partition by partition."""
-    return [decode(message.value) for message in await messages_in(settings, partitions(settings, topic))]
+    """Every record of ``topic`` (as committed), decoded, partition by partition."""
+    codec = codec_of(settings, topic)
+    return [codec.decode(message.value) for message in await messages_in(settings, partitions(settings, topic))]
+
+
+async def parked_messages(settings: Settings) -> list[ConsumerRecord]:
+    """Every message on the dead-letter topic so far."""
+    return await messages_in(settings, partitions(settings, settings.topic_dead_letter))
 
 
 def partitions(settings: Settings, *topics: str) -> list[TopicPartition]:
@@ -68,3 +102,19 @@ async def log_ends(settings: Settings, *topics: str) -> dict[TopicPartition, int
         return await consumer.end_offsets(partitions(settings, *topics))
     finally:
         await consumer.stop()
+
+
+async def consumed_all(settings: Settings, group: str, topic: str) -> bool:
+    """Whether ``group`` has committed past every record ``topic`` holds (transaction markers take
+    offsets too, so the end offsets are not the mark)."""
+    tps = partitions(settings, topic)
+    last = {tp: -1 for tp in tps}
+    for message in await messages_in(settings, tps):
+        last[TopicPartition(message.topic, message.partition)] = message.offset
+    committed = await group_offsets(settings, group, topic)
+    return all(last[tp] < 0 or (committed[tp] or 0) > last[tp] for tp in tps)
+
+
+async def projected(settings: Settings) -> bool:
+    """Whether the projection writer has committed past every fact the memory topic holds."""
+    return await consumed_all(settings, settings.projection_group, settings.topic_memory)

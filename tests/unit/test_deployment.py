@@ -57,7 +57,7 @@ def test_every_setting_passed_is_read_and_parses(compose: dict[str, Any], servic
     clickhouse = urlparse(settings.clickhouse_url)
     assert clickhouse.hostname in compose["services"] and clickhouse.port == 8123
     assert clickhouse.username == compose["services"]["clickhouse"]["environment"]["CLICKHOUSE_USER"]
-    assert settings.root_token and not settings.clickhouse_is_embedded
+    assert settings.root_token and not settings.clickhouse_url.startswith("chdb:")
 
 
 def test_services_and_volumes(compose: dict[str, Any]) -> None:

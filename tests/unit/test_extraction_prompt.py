@@ -3,13 +3,13 @@ extractor's re-ask and usage accounting against the scripted endpoint (no broker
 
 import pytest
 
-from streams.events import ChatMessage
+from streams.records import ChatMessage
 from streams.extraction import ExtractionFailed
 from streams.llm import LLMExtractor
 from streams.profile import Slot
 from streams.project_config import DEFAULT, parse
 from streams.prompts import extract as prompt
-from tests.support.scripted_llm import ScriptedLLM
+from scripts.scripted_llm import ScriptedLLM
 
 CONFIG = parse("""
 language: French

@@ -3,8 +3,9 @@
 import pytest
 
 from streams.embeddings import EmbeddingFailed
-from streams.events import EventData, ProfileDelta, derived_id
+from streams.records import EventData, ProfileDelta, derived_id
 from streams.gists import gist_texts, searchable
+from streams.limits import Limits
 
 DATA = EventData(
     event_tip="Ann booked a trip to Rome. She leaves on 2026-05-02!\n- packs light\n2) wants a window seat\n\nShe booked a trip to Rome.",
@@ -36,23 +37,23 @@ def test_tip_splits_into_sentences_and_bullets_then_profile_deltas() -> None:
 
 async def test_one_call_embeds_the_event_and_its_gists_with_derived_ids() -> None:
     embedder = CountingEmbedder()
-    embedding, gists = await searchable(DATA, "event-1", embedder)
+    embedding, gists = await searchable(DATA, "event-1", embedder, Limits())
     assert embedder.calls == [[DATA.event_tip, *gist_texts(DATA)]]
     assert embedding == [float(len(DATA.event_tip))]
     assert [g.gist_id for g in gists] == [derived_id("event-1", "gist", str(i)) for i in range(6)]
     assert all(g.embedding == [float(len(g.content))] for g in gists)
-    again = await searchable(DATA, "event-1", embedder)
+    again = await searchable(DATA, "event-1", embedder, Limits())
     assert again == (embedding, gists)  # a replay: same ids, same vectors
 
 
 async def test_without_embedder_gists_have_no_vectors_and_failures_propagate() -> None:
-    embedding, gists = await searchable(DATA, "event-1", None)
+    embedding, gists = await searchable(DATA, "event-1", None, Limits())
     assert embedding is None and len(gists) == 6 and all(g.embedding is None for g in gists)
     only_delta = EventData(profile_delta=DATA.profile_delta)
     embedder = CountingEmbedder()
-    await searchable(only_delta, "e", embedder)
+    await searchable(only_delta, "e", embedder, Limits())
     assert embedder.calls == [["travel plans / next city: Rome"] * 2]  # no tip: the gists stand for the event
     with pytest.raises(EmbeddingFailed):
-        await searchable(DATA, "event-1", CountingEmbedder(fail=True))
-    assert await searchable(EventData(), "e", embedder) == (None, [])
+        await searchable(DATA, "event-1", CountingEmbedder(fail=True), Limits())
+    assert await searchable(EventData(), "e", embedder, Limits()) == (None, [])
     assert len(embedder.calls) == 1  # nothing to embed, no call

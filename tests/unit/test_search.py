@@ -6,7 +6,7 @@ from pydantic import ValidationError
 from api.envelope import ApiError
 from api.routes.events import EventPatch, merge, parse_tag_values, parse_tags, within_tokens
 from projections.events import event_text
-from streams.events import EventData, EventTag, ProfileDelta
+from streams.records import EventData, EventTag, ProfileDelta
 from streams.tokens import count_tokens
 
 STORED = EventData(

@@ -2,8 +2,9 @@
 
 from datetime import datetime, timezone
 
-from streams.events import BlobType, BufferFlushed, EventTag, ProfileEdited, ProfileSlotChanged
-from streams.extract import keep_tags
+from streams.jobs import keep_tags
+from streams.limits import Limits
+from streams.records import BlobType, BufferFlushed, EventTag, ProfileEdited, ProfileSlotChanged
 from streams.extraction import Extraction, ProfileChange
 from streams.profile import Profile, apply, slot_id
 from streams.project_config import DEFAULT, parse
@@ -33,11 +34,11 @@ def seeded() -> Profile:
     return fold(plan_changes(FLUSH, Extraction(changes=[
         ProfileChange(op="add", topic="work", sub_topic="title", content="pilot"),
         ProfileChange(op="add", topic="interest", sub_topic="likes", content="tea"),
-    ]), {}, DEFAULT))
+    ]), {}, DEFAULT, Limits()))
 
 
 def edit(op: str, **fields: str) -> ProfileEdited:
-    return ProfileEdited(project_id="p", user_id="u", event_id="edit-1", occurred_at=T0, op=op, **fields)
+    return ProfileEdited(project_id="p", user_id="u", record_id="edit-1", occurred_at=T0, op=op, **fields)
 
 
 def test_strict_mode_keeps_only_configured_slots() -> None:
@@ -46,8 +47,8 @@ def test_strict_mode_keeps_only_configured_slots() -> None:
         ProfileChange(op="add", topic="work", sub_topic="company", content="Air"),
         ProfileChange(op="add", topic="interest", sub_topic="likes", content="tea"),
     ])
-    assert [c.sub_topic for c in plan_changes(FLUSH, extraction, {}, STRICT)] == ["title"]
-    assert len(plan_changes(FLUSH, extraction, {}, DEFAULT)) == 3  # not strict: the model may open slots
+    assert [c.sub_topic for c in plan_changes(FLUSH, extraction, {}, STRICT, Limits())] == ["title"]
+    assert len(plan_changes(FLUSH, extraction, {}, DEFAULT, Limits())) == 3  # not strict: the model may open slots
 
 
 def test_tags_outside_the_config_are_dropped() -> None:
@@ -66,19 +67,30 @@ def test_manual_add_fills_a_slot_or_updates_the_existing_one_ignoring_strict_mod
         "update", profile["work::title"].profile_id, profile["work::title"].created_at)
 
 
-def test_manual_update_in_place_and_move() -> None:
+def test_manual_update_in_place_and_move_keeps_the_slot_id() -> None:
     profile = seeded()
     title = profile["work::title"]
     [same] = plan_edit(edit("update", profile_id=title.profile_id, content="captain"), profile)
     assert (same.op, same.profile_id, same.topic, same.content) == ("update", title.profile_id, "work", "captain")
-    deleted, moved = plan_edit(edit("update", profile_id=title.profile_id, topic="career", sub_topic="role"), profile)
-    assert (deleted.op, deleted.profile_id) == ("delete", title.profile_id)
-    assert (moved.op, moved.topic, moved.sub_topic, moved.content) == ("add", "career", "role", "pilot")
-    assert moved.profile_id == slot_id("p", "u", "career", "role") and moved.created_at == title.created_at
-    assert deleted.event_id != moved.event_id
-    assert set(fold([deleted, moved], profile)) == {"career::role", "interest::likes"}
+    [moved] = plan_edit(edit("update", profile_id=title.profile_id, topic="career", sub_topic="role"), profile)
+    assert (moved.op, moved.profile_id, moved.topic, moved.sub_topic, moved.content) == (
+        "update", title.profile_id, "career", "role", "pilot")
+    assert moved.created_at == title.created_at
+    after = fold([moved], profile)
+    assert set(after) == {"career::role", "interest::likes"} and after["career::role"].profile_id == title.profile_id
+    likes = profile["interest::likes"]
     onto = plan_edit(edit("update", profile_id=title.profile_id, topic="interest", sub_topic="likes"), profile)
-    assert [(c.op, c.profile_id) for c in onto] == [("delete", title.profile_id), ("update", profile["interest::likes"].profile_id)]
+    assert [(c.op, c.profile_id) for c in onto] == [("delete", likes.profile_id), ("update", title.profile_id)]
+    assert onto[0].record_id != onto[1].record_id
+    assert {k: s.profile_id for k, s in fold(onto, profile).items()} == {"interest::likes": title.profile_id}
+
+
+def test_a_new_slot_at_a_key_a_moved_slot_came_from_takes_a_fresh_id() -> None:
+    profile = seeded()
+    title = profile["work::title"]
+    moved = fold(plan_edit(edit("update", profile_id=title.profile_id, topic="career", sub_topic="role"), profile), profile)
+    [again] = plan_edit(edit("add", topic="work", sub_topic="title", content="navigator"), moved)
+    assert again.op == "add" and again.profile_id != title.profile_id
 
 
 def test_manual_delete_and_unknown_slot() -> None:

@@ -1,10 +1,17 @@
 """A scripted OpenAI-compatible server on loopback: answers chat completions from a queue, and
-embeddings with a deterministic bag-of-words vector (texts sharing words are close)."""
+embeddings with a deterministic bag-of-words vector (texts sharing words are close).
 
+``delay`` makes every chat answer take that long, as a hosted model's does (hundreds of ms to
+seconds): an LLM that answers at once hides where a pipeline waits. ``in_flight`` and
+``max_in_flight`` count the chat requests it holds at once.
+"""
+
+import asyncio
 import hashlib
 import json
 import math
 import re
+import time
 from typing import Any
 
 from aiohttp import web
@@ -13,9 +20,13 @@ from aiohttp import web
 class ScriptedLLM:
     """Each chat completion takes the next scripted reply: a string (the message content) or an int (an HTTP error)."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.replies: list[str | int] = []
         self.requests: list[dict[str, Any]] = []
+        self.timeline: list[tuple[float, float]] = []  # (received, answered), monotonic, one per chat request
         self.embedding_requests: list[dict[str, Any]] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -27,9 +38,23 @@ class ScriptedLLM:
     def script(self, *replies: "str | int | dict") -> None:
         self.replies.extend(json.dumps(r) if isinstance(r, dict) else r for r in replies)
 
+    def reply_to(self, body: dict[str, Any]) -> "str | int":
+        """The answer to one request: the next scripted reply (a subclass may answer from ``body``)."""
+        return self.replies.pop(0) if self.replies else json.dumps({"changes": [], "event_tip": "nothing new"})
+
     async def _chat(self, request: web.Request) -> web.Response:
-        self.requests.append(await request.json())
-        reply = self.replies.pop(0) if self.replies else json.dumps({"changes": [], "event_tip": "nothing new"})
+        body = await request.json()
+        self.requests.append(body)
+        reply = self.reply_to(body)
+        received = time.monotonic()
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+        finally:
+            self.in_flight -= 1
+        self.timeline.append((received, time.monotonic()))
         if isinstance(reply, int):
             return web.json_response({"error": {"message": "scripted failure"}}, status=reply)
         return web.json_response({
