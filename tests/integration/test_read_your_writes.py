@@ -25,7 +25,10 @@ from tests.support.client import Api, new_user
 from tests.support.memory import change, flush_with
 
 ROUNDS = 20
-STACK_SETTINGS = lambda llm: {"llm_base_url": llm.base_url}  # noqa: E731
+# How long a write may take to become readable here: a user delete is a ClickHouse mutation per
+# table, which takes seconds on a busy 2-core machine; a 504 still fails the test.
+READABLE_WITHIN = 30.0
+STACK_SETTINGS = lambda llm: {"llm_base_url": llm.base_url, "read_your_writes_timeout": READABLE_WITHIN}  # noqa: E731
 
 
 def go_chat(*lines: str) -> dict:
@@ -149,7 +152,8 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseFront]
 async def two_apis(front: ClickHouseFront, make_settings: Callable[..., Settings],
                    tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Api, Api]]:
     """A worker and an API in this process, a second ``memstream api`` as a child process."""
-    settings = make_settings(clickhouse_url=front.url, clickhouse_database="memstream_ryw", api_instance="here")
+    settings = make_settings(clickhouse_url=front.url, clickhouse_database="memstream_ryw", api_instance="here",
+                             read_your_writes_timeout=READABLE_WITHIN)
     store = await open_store(front.url, "memstream_ryw")
     stack = Stack(settings, store)
     await stack.start()
