@@ -4,10 +4,11 @@
     baseline:  this process ──aiokafka, same producer settings──▶ broker   (the ceiling)
 
 Closed loop at rising concurrency (1 → 64), then an open-loop run at a fixed 500 req/s. No worker
-runs: what is measured is the API taking a blob and the broker acknowledging it. The baseline
-sends the same encoded record with the API's producer settings (acks=all, idempotence,
-linger 1 ms) at the same concurrencies, so ``api/raw`` says how much of the broker's rate the
-HTTP layer keeps. The ``*_cpu`` columns say how busy each process was, in cores (1.0 = one core
+runs: what is measured is the API taking a blob and the broker committing it. The baseline
+sends the same encoded record with acks=all, idempotence and linger 1 ms, outside transactions,
+at the same concurrencies: the broker's rate for plain produce. The API commits its records in
+transactions (``api.producer``), so ``api/raw`` says how much of that rate the HTTP layer and the
+transactions keep. The ``*_cpu`` columns say how busy each process was, in cores (1.0 = one core
 all the time): the generator (``client``), the broker and each API process. An API process near
 1.0 is the limit (one event loop, one core).
 """
@@ -50,7 +51,7 @@ QUICK = Sizes((1, 8), 0.3, 500.0, 0.3, 0.2, 0.5)
 
 
 async def raw_produce(services: Services, concurrency: int, seconds: float) -> dict[str, Any]:
-    """The broker's rate for the API's record with the API's producer settings (``api.producer``)."""
+    """The broker's rate for the API's record, produced with acks=all and idempotence, no transaction."""
     record = new_blob("default", user_ids(1)[0], BlobType.chat, {"messages": [MESSAGE]})
     value, key, topic = encode(record), record.key, services.settings.topic_ingest
     producer = AIOKafkaProducer(bootstrap_servers=services.broker.bootstrap, acks="all", enable_idempotence=True, linger_ms=1)
