@@ -20,7 +20,6 @@ from projections.dead_letters import dead_letters_by_reason
 from projections.replay import ReplayStats
 from projections.schema import migrate
 from projections.store import open_store
-from scripts.broker import LocalBroker
 from streams.runtime.lag import lags
 
 log = logging.getLogger("memstream")
@@ -58,6 +57,11 @@ async def dev(args: argparse.Namespace) -> None:
             "clickhouse_url": f"chdb://{data_dir / 'clickhouse'}",
         }
     )
+    try:  # the local stand-ins are the `dev` extra, and only `memstream dev` uses them
+        from scripts.broker import LocalBroker
+    except ImportError as exc:
+        raise SystemExit(f"memstream dev runs on the local stand-ins, which are not installed ({exc}): "
+                         "from a checkout, run scripts/setup.sh (or pip install -e '.[dev]')") from None
     broker = LocalBroker(data_dir / "broker", broker_port)
     broker.start()
     log.info("local broker (noida-db) on %s, data in %s", settings.kafka_bootstrap, broker.data_dir)

@@ -25,7 +25,7 @@ from memstream.stack import Stack
 from projections.store import Store, open_store
 from scripts.broker import LocalBroker, free_port
 from scripts.clickhouse_front import ClickHouseFront
-from tests.integration.conftest import TOKEN
+from tests.support.stack import TOKEN
 from tests.support.client import Api, chat, new_user
 from tests.support.records import records_in_log
 

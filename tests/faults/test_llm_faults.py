@@ -56,8 +56,7 @@ class FaultyLLM(ScriptedLLM):
         return await super()._chat(request)
 
 
-LLM_SERVER = FaultyLLM
-STACK_SETTINGS = lambda llm: {"llm_base_url": llm.base_url, "llm_timeout": TIMEOUT}  # noqa: E731
+pytestmark = [pytest.mark.llm_server.with_args(FaultyLLM), pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url, "llm_timeout": TIMEOUT})]
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ from aiohttp import web
 
 from projections.store import Store
 from tests.faults.support import PROJECT, Drill, drill_stack, open_tasks, report, scaled, task_statuses
-from tests.integration import conftest as integration
 from tests.support.client import chat, eventually, new_user
 from scripts.scripted_llm import ScriptedLLM
 
@@ -73,8 +72,7 @@ def answer_for(body: dict[str, Any]) -> dict[str, Any]:
     return {"changes": changes, "event_tip": "introduced themselves"}
 
 
-LLM_SERVER = HeldLLM
-llm = integration.llm  # the module's scripted LLM server, honouring LLM_SERVER
+pytestmark = pytest.mark.llm_server.with_args(HeldLLM)
 
 
 @dataclass

@@ -31,7 +31,7 @@ from tests.support.client import Api, chat, eventually, new_user
 from tests.support.probes import Corpus, envelope_problems, readable, send
 
 MAX_BODY = 8192
-STACK_SETTINGS = {"max_body_bytes": MAX_BODY, "wait_timeout": 5.0}
+pytestmark = pytest.mark.stack_settings.with_args({"max_body_bytes": MAX_BODY, "wait_timeout": 5.0})
 
 SQL = ["'; DROP TABLE users; --", "\\' OR 1=1", '" OR ""="', "1; SELECT * FROM system.tables", "x\x00y", "😀 é ß"]
 BAD_UUIDS = ["not-a-uuid", "42", quote(SQL[0]), quote(SQL[1]), "%FF%FE", "%00", "1b4e28ba-2d1f-4c2a-9a1e-1f2b3c4d5e6"]

@@ -33,7 +33,7 @@ from streams.records import (
     UserForgotten,
     UserStored,
 )
-from tests.integration.conftest import TOKEN
+from tests.support.stack import TOKEN
 from tests.support.client import Api, chat, eventually, new_user
 
 DATABASE = "memstream_front_test"

@@ -18,7 +18,7 @@ from memstream.settings import Settings
 from memstream.stack import Stack
 from projections.rows import USER_TABLES
 from projections.store import DatabaseView, Store
-from tests.integration.conftest import TOKEN, started
+from tests.support.stack import TOKEN, started
 from tests.support.client import Api, chat, eventually, new_user
 from tests.support.records import projected
 from scripts.scripted_llm import ScriptedLLM

@@ -9,12 +9,12 @@ from memobase import MemoBaseClient
 from api.context import WORKING_TITLE
 from memstream.stack import Stack
 from streams.tokens import count_tokens
-from tests.integration.conftest import TOKEN
+from tests.support.stack import TOKEN
 from tests.support.client import Api, chat, eventually, new_user
 from tests.support.memory import change, flush_with, rejected, seeded
 from scripts.scripted_llm import ScriptedLLM
 
-STACK_SETTINGS = lambda llm: {"llm_base_url": llm.base_url, "embedding_base_url": llm.base_url}  # noqa: E731
+pytestmark = pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url, "embedding_base_url": llm.base_url})
 
 TIPS = ["Adopted a cat named Miso from the shelter", "Went skiing in the Alps with friends", "Started learning the Rust language"]
 UNFLUSHED = "Tomorrow I fly to Lisbon for a conference on glaciers"

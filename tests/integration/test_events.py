@@ -17,43 +17,13 @@ from projections.store import Store
 from projections.writer import apply_ops
 from streams.records import EventData, EventRecorded, ProjectConfigSet, utc_now
 from streams.tokens import count_tokens
-from tests.integration.conftest import TOKEN
-from tests.support.client import Api, chat, eventually, new_user
+from tests.support.stack import TOKEN
+from tests.support.client import Api, new_user
+from tests.support.memory import events, record_event, search, tips
 from tests.support.records import publish
 from scripts.scripted_llm import ScriptedLLM, embed
 
-STACK_SETTINGS = lambda llm: {"llm_base_url": llm.base_url, "embedding_base_url": llm.base_url}  # noqa: E731
-
-
-async def record_event(api: Api, llm: ScriptedLLM, user: str, tip: str, *,
-                       tags: dict[str, str] | None = None, changes: list[dict[str, str]] | None = None) -> str:
-    """One flush whose scripted extraction yields an event with ``tip``; returns the event id once readable."""
-    llm.script({
-        "changes": [{"op": "add", **c} for c in changes or []],
-        "event_tip": tip,
-        "event_tags": [{"tag": t, "value": v} for t, v in (tags or {}).items()],
-    })
-    await api.ok("POST", f"/blobs/insert/{user}", json=chat(f"chat about: {tip}"))
-    results = await api.ok("POST", f"/users/buffer/{user}/chat", params={"wait_process": "true"})
-    event_id = results[0]["event_id"]
-
-    async def readable() -> bool:
-        return any(e["id"] == event_id for e in await events(api, user, topk=100))
-
-    await eventually(readable, what=f"event {event_id} readable")
-    return event_id
-
-
-async def events(api: Api, user: str, **query: Any) -> list[dict[str, Any]]:
-    return (await api.ok("GET", f"/users/event/{user}", params={k: str(v) for k, v in query.items()}))["events"]
-
-
-async def search(api: Api, user: str, kind: str = "event", **query: Any) -> dict[str, Any]:
-    return await api.ok("GET", f"/users/{kind}/search/{user}", params={k: str(v) for k, v in query.items()})
-
-
-def tips(items: list[dict[str, Any]]) -> list[str]:
-    return [e["event_data"]["event_tip"] for e in items]
+pytestmark = pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url, "embedding_base_url": llm.base_url})
 
 
 @pytest.fixture(scope="module")

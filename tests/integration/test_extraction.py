@@ -6,6 +6,8 @@ Records are published straight to the stack's topics under a project of each tes
 project config set by one test cannot change another's.
 """
 
+import pytest
+
 import json
 import struct
 import uuid
@@ -28,12 +30,12 @@ from streams.records import (
     ProjectConfigSet,
     Record,
 )
-from tests.integration.conftest import started
+from tests.support.stack import started
 from tests.support.client import eventually
 from tests.support.records import ensure_project, parked_messages, publish
 from scripts.scripted_llm import ScriptedLLM, embed
 
-STACK_SETTINGS = lambda llm: {"llm_base_url": llm.base_url, "embedding_base_url": llm.base_url}  # noqa: E731
+pytestmark = pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url, "embedding_base_url": llm.base_url})
 
 CONFIG = """
 language: Spanish

@@ -5,6 +5,8 @@ Producers publishing straight to the ingest topic get the same bounds: what the 
 take goes to the dead letters with its reason, its task ends ``failed``, and the next record is
 processed."""
 
+import pytest
+
 import json
 import uuid
 from typing import Any
@@ -14,7 +16,7 @@ from streams.records import BlobInserted, BlobType, utc_now
 from tests.support.client import Api, chat, eventually, new_user
 from tests.support.records import parked_messages, publish, publish_raw
 
-STACK_SETTINGS = {"max_chat_blob_buffer_token_size": 200}
+pytestmark = pytest.mark.stack_settings.with_args({"max_chat_blob_buffer_token_size": 200})
 
 
 def messages(*contents: str) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """Extraction through the real ``openai`` client against a scripted OpenAI-compatible server."""
 
+import pytest
+
 import json
 
 from aiokafka import AIOKafkaConsumer
@@ -8,7 +10,7 @@ from memstream.stack import Stack
 from tests.support.client import Api, chat, eventually, new_user
 from scripts.scripted_llm import ScriptedLLM
 
-STACK_SETTINGS = lambda llm: {"llm_base_url": llm.base_url, "llm_max_attempts": 2}  # noqa: E731
+pytestmark = pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url, "llm_max_attempts": 2})
 
 ANSWER = {
     "changes": [

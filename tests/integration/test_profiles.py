@@ -8,12 +8,12 @@ from memobase import MemoBaseClient
 
 from memstream.stack import Stack
 from streams.tokens import count_tokens
-from tests.integration.conftest import TOKEN
+from tests.support.stack import TOKEN
 from tests.support.client import Api, new_user
 from tests.support.memory import change, flush_with, rejected, profiles, seeded
 from scripts.scripted_llm import ScriptedLLM
 
-STACK_SETTINGS = lambda llm: {"llm_base_url": llm.base_url}  # noqa: E731
+pytestmark = pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url})
 
 SLOTS = [
     change("interest", "music", "jazz and blues"),

@@ -1,13 +1,15 @@
 """Project endpoints (profile config, users, usage, billing) and profile import, on a project of
 this module's own, with the scripted LLM (10 input and 5 output tokens per call)."""
 
+import pytest
+
 from datetime import datetime, timedelta, timezone
 
 from tests.support.client import Api, chat, eventually, new_user
 from scripts.scripted_llm import ScriptedLLM
 
 PROJECT = "project-endpoints"
-STACK_SETTINGS = lambda llm: {"llm_base_url": llm.base_url, "llm_max_attempts": 1, "default_project": PROJECT}  # noqa: E731
+pytestmark = pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url, "llm_max_attempts": 1, "default_project": PROJECT})
 
 CONFIG = """language: en
 additional_user_profiles:

@@ -20,7 +20,7 @@ from scripts.broker import free_port
 from scripts.clickhouse_front import ClickHouseFront
 from scripts.scripted_llm import ScriptedLLM
 from streams.tokens import count_tokens
-from tests.integration.conftest import TOKEN
+from tests.support.stack import TOKEN
 from tests.support.client import Api, new_user
 from tests.support.memory import change, flush_with
 
@@ -28,7 +28,7 @@ ROUNDS = 20
 # How long a write may take to become readable here: a user delete is a ClickHouse mutation per
 # table, which takes seconds on a busy 2-core machine; a 504 still fails the test.
 READABLE_WITHIN = 30.0
-STACK_SETTINGS = lambda llm: {"llm_base_url": llm.base_url, "read_your_writes_timeout": READABLE_WITHIN}  # noqa: E731
+pytestmark = pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url, "read_your_writes_timeout": READABLE_WITHIN})
 
 
 def go_chat(*lines: str) -> dict:

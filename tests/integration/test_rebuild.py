@@ -16,15 +16,11 @@ from projections.rows import COLUMNS
 from projections.schema import TIME, schema_tables
 from projections.store import DatabaseView, Store
 from projections.writer import ProjectionWriter
-from tests.integration.test_replay import (  # noqa: F401 - history is the replay test's history fixture
-    PROJECT,
-    STACK_SETTINGS,
-    history,
-    log_size,
-    table_rows,
-)
+from tests.support.history import PROJECT, history_settings, log_size, table_rows
 from tests.support.client import Api, chat, eventually, new_user
 from scripts.scripted_llm import ScriptedLLM
+
+pytestmark = pytest.mark.stack_settings.with_args(history_settings)
 
 Snapshot = dict[str, list[tuple]]
 DAVE = {
@@ -66,7 +62,7 @@ async def committed(settings: Settings, group: str) -> dict[TopicPartition, int]
 
 
 @pytest.fixture(scope="module")
-async def live(history: None, api: Api, llm: ScriptedLLM, stack: Stack, store: Store) -> Snapshot:  # noqa: F811
+async def live(history: None, api: Api, llm: ScriptedLLM, stack: Stack, store: Store) -> Snapshot:
     """The replay test's history plus an edited event; the live tables once the writer has it all."""
     dave = new_user()
     llm.script(DAVE)

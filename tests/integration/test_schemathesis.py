@@ -48,17 +48,16 @@ from schemathesis.specs.openapi.checks import (
 
 from api.app import ROUTE_MODULES
 from memstream.stack import Stack
-from tests.integration.conftest import TOKEN
+from tests.support.stack import TOKEN
 from tests.support.client import chat
 
 WAIT_CAP = 1.0
-STACK_SETTINGS = {"max_body_bytes": 16384, "wait_timeout": WAIT_CAP}
+pytestmark = [pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning"), pytest.mark.stack_settings.with_args({"max_body_bytes": 16384, "wait_timeout": WAIT_CAP})]
 MAX_EXAMPLES = int(os.environ.get("MEMSTREAM_FUZZ_EXAMPLES", "15"))  # more for a deeper local run
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance, ignored_auth]
 # Every route the application declares; the served document must have each of them, and no other.
 # schemathesis's own strategies use `random`, which this Hypothesis version flags on every draw
-pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 ROUTES = sorted({(route.method, route.path) for module in ROUTE_MODULES for route in module.routes})
 
 

@@ -13,7 +13,7 @@ from memobase.core.blob import BlobType
 from memobase.error import ServerError
 
 from memstream.stack import Stack
-from tests.integration.conftest import TOKEN
+from tests.support.stack import TOKEN
 from tests.support.client import new_user
 
 T = TypeVar("T")

@@ -12,7 +12,7 @@ from memobase import AsyncMemoBaseClient, ChatBlob, MemoBaseClient
 from memobase.core.async_entry import AsyncUser
 
 from memstream.stack import Stack
-from tests.integration.conftest import TOKEN
+from tests.support.stack import TOKEN
 from tests.support.client import new_user
 
 T = TypeVar("T")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from memstream.stack import Stack
-from tests.integration.conftest import TOKEN
+from tests.support.stack import TOKEN
 from tests.support.client import new_user
 
 JS = Path(__file__).parents[1] / "js"

@@ -4,16 +4,18 @@
 import uuid
 from datetime import timedelta
 
+import pytest
+
 from projections.rows import ops_for
 from projections.search import Criteria, search_events, search_gists
 from projections.store import Store
 from projections.writer import apply_ops
 from streams.records import EventData, EventDropped, EventGist, EventRecorded, ProfileDelta, utc_now
-from tests.integration.test_events import record_event, search, tips
 from tests.support.client import Api, new_user
+from tests.support.memory import record_event, search, tips
 from scripts.scripted_llm import ScriptedLLM
 
-STACK_SETTINGS = lambda llm: {"llm_base_url": llm.base_url}  # noqa: E731  (no embedding endpoint)
+pytestmark = pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url})  # (no embedding endpoint)
 
 
 async def test_lexical_search_finds_events_by_their_words(api: Api, llm: ScriptedLLM) -> None:

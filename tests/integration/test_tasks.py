@@ -1,6 +1,8 @@
 """Task status (MemOS style): running → completed | failed, read by id and by the MemOS form,
 and ``wait_timeout`` answering 504 while the task goes on."""
 
+import pytest
+
 import asyncio
 import time
 from aiohttp import web
@@ -8,7 +10,6 @@ from aiohttp import web
 from tests.support.client import Api, chat, eventually, new_user
 from scripts.scripted_llm import ScriptedLLM
 
-STACK_SETTINGS = lambda llm: {"llm_base_url": llm.base_url, "llm_max_attempts": 1}  # noqa: E731
 TEA = {"changes": [{"op": "add", "topic": "interest", "sub_topic": "likes", "content": "tea"}], "event_tip": "tea"}
 
 
@@ -22,7 +23,7 @@ class SlowLLM(ScriptedLLM):
         return await super()._chat(request)
 
 
-LLM_SERVER = SlowLLM
+pytestmark = [pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url, "llm_max_attempts": 1}), pytest.mark.llm_server.with_args(SlowLLM)]
 
 
 async def statuses(api: Api, task_id: str) -> tuple[dict, dict]:

@@ -1,11 +1,13 @@
 """Flush triggers: buffer size, idle time; a worker restart keeps the buffer and states nothing twice."""
 
+import pytest
+
 from memstream.stack import Stack
 from streams.records import OwnerProgress, ProfileSlotChanged
 from tests.support.client import Api, chat, eventually, new_user
 from tests.support.records import consumed_all, records_in_log
 
-STACK_SETTINGS = {"max_chat_blob_buffer_token_size": 40, "buffer_flush_interval": 1.5}
+pytestmark = pytest.mark.stack_settings.with_args({"max_chat_blob_buffer_token_size": 40, "buffer_flush_interval": 1.5})
 
 
 async def test_size_trigger_flushes_and_insert_waits_for_it(api: Api) -> None:

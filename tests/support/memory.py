@@ -39,3 +39,34 @@ async def rejected(api: Api, path: str, query: dict[str, str]) -> str:
     status, body = await api.call("GET", path, params=query)
     assert (status, body["errno"], body["data"]) == (422, 422, None), body
     return body["errmsg"]
+
+
+async def record_event(api: Api, llm: ScriptedLLM, user: str, tip: str, *,
+                       tags: dict[str, str] | None = None, changes: list[dict[str, str]] | None = None) -> str:
+    """One flush whose scripted extraction yields an event with ``tip``; returns the event id once readable."""
+    llm.script({
+        "changes": [{"op": "add", **c} for c in changes or []],
+        "event_tip": tip,
+        "event_tags": [{"tag": t, "value": v} for t, v in (tags or {}).items()],
+    })
+    await api.ok("POST", f"/blobs/insert/{user}", json=chat(f"chat about: {tip}"))
+    results = await api.ok("POST", f"/users/buffer/{user}/chat", params={"wait_process": "true"})
+    event_id = results[0]["event_id"]
+
+    async def readable() -> bool:
+        return any(e["id"] == event_id for e in await events(api, user, topk=100))
+
+    await eventually(readable, what=f"event {event_id} readable")
+    return event_id
+
+
+async def events(api: Api, user: str, **query: Any) -> list[dict[str, Any]]:
+    return (await api.ok("GET", f"/users/event/{user}", params={k: str(v) for k, v in query.items()}))["events"]
+
+
+async def search(api: Api, user: str, kind: str = "event", **query: Any) -> dict[str, Any]:
+    return await api.ok("GET", f"/users/{kind}/search/{user}", params={k: str(v) for k, v in query.items()})
+
+
+def tips(items: list[dict[str, Any]]) -> list[str]:
+    return [e["event_data"]["event_tip"] for e in items]

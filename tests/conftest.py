@@ -1,10 +1,15 @@
-"""Real parts for integration tests: one local broker and one embedded ClickHouse per session,
-and a Memstream stack per test module (its own topics, app id and port, so modules never share
-state)."""
+"""Real parts for the integration tests and drills: one local broker and one embedded ClickHouse
+per session, and a Memstream stack per test module (its own topics, app id and port, so modules
+never share state).
+
+A module chooses its stack and scripted LLM with markers:
+``pytestmark = [pytest.mark.stack_settings.with_args(...), pytest.mark.llm_server.with_args(SomeLLM)]``,
+where the settings are a dict or a callable of the module's LLM server, and the server a ScriptedLLM
+subclass (``with_args``, because a mark called with one class or function decorates it)."""
 
 import itertools
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable
 
 import pytest
 
@@ -13,10 +18,17 @@ from memstream.stack import Stack
 from projections.store import Store, open_store
 from scripts.broker import LocalBroker, free_port
 from tests.support.client import Api
+from tests.support.history import make_history
+from tests.support.stack import TOKEN, started
 from scripts.scripted_llm import ScriptedLLM
 
-TOKEN = "test-root-token"
 _counter = itertools.count()
+
+
+def marked(request: pytest.FixtureRequest, name: str, default: Any) -> Any:
+    """The argument of the module's ``name`` marker, or ``default``."""
+    marker = request.node.get_closest_marker(name)
+    return marker.args[0] if marker else default
 
 
 @pytest.fixture(scope="session")
@@ -53,25 +65,19 @@ def make_settings(broker: LocalBroker) -> Callable[..., Settings]:
 
 @pytest.fixture(scope="module")
 async def llm(request: pytest.FixtureRequest) -> AsyncIterator[ScriptedLLM]:
-    """The module's scripted LLM server; a module can set ``LLM_SERVER`` to a ScriptedLLM subclass."""
-    server = getattr(request.module, "LLM_SERVER", ScriptedLLM)()
+    """The module's scripted LLM server (its ``llm_server`` marker's class, or ScriptedLLM)."""
+    server = marked(request, "llm_server", ScriptedLLM)()
     await server.start()
     yield server
     await server.stop()
-
-
-async def started(settings: Settings, store: Store) -> Stack:
-    stack = Stack(settings, store)
-    await stack.start()
-    return stack
 
 
 @pytest.fixture(scope="module")
 async def stack(
     make_settings: Callable[..., Settings], store: Store, llm: ScriptedLLM, request: pytest.FixtureRequest
 ) -> AsyncIterator[Stack]:
-    """The module's stack; a module can set ``STACK_SETTINGS`` (a dict, or a callable of the llm server)."""
-    overrides = getattr(request.module, "STACK_SETTINGS", {})
+    """The module's stack, with its ``stack_settings`` marker's overrides."""
+    overrides = marked(request, "stack_settings", {})
     if callable(overrides):
         overrides = overrides(llm)
     stack = await started(make_settings(**overrides), store)
@@ -90,3 +96,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).parent.name == "integration":
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="module")
+async def history(api: Api, llm: ScriptedLLM, stack: Stack) -> None:
+    """The module's stack holding ``make_history``'s records, all projected (the module marks its
+    stack with ``stack_settings(history_settings)``)."""
+    await make_history(api, llm, stack)
