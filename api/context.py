@@ -60,7 +60,9 @@ def event_line(event: Mapping[str, Any], require_summary: bool = False) -> str |
     text = data.get("event_tip")
     if not text and not require_summary:
         deltas = data.get("profile_delta") or []
-        text = "; ".join(f"{d['attributes'].get('topic')}::{d['attributes'].get('sub_topic')}: {d['content']}" for d in deltas)
+        text = "; ".join(
+            f"{d['attributes'].get('topic')}::{d['attributes'].get('sub_topic')}: {d['content']}" for d in deltas
+        )
     return f"- [{event['created_at']:%Y-%m-%d %H:%M}] {text}" if text else None
 
 

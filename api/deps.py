@@ -69,8 +69,11 @@ async def edit_readable(d: Deps, record: Record, what: str) -> EditApplied:
         try:
             applied = await within(expected.applied, d.settings.read_your_writes_timeout, record.record_id)
         except ApiError:
-            raise ApiError(504, f"{what} is queued behind the user's work under way and not applied after "
-                           f"{d.settings.read_your_writes_timeout:g}s; it will be, retry the read shortly") from None
+            raise ApiError(
+                504,
+                f"{what} is queued behind the user's work under way and not applied after "
+                f"{d.settings.read_your_writes_timeout:g}s; it will be, retry the read shortly",
+            ) from None
     await d.consistency.until_projected(applied.partition, applied.offset, what)
     if applied.fact.outcome == "failed":
         raise ApiError(500, f"{what} failed: {applied.fact.reason}")

@@ -29,7 +29,9 @@ class TopicsQuery(BaseModel):
     topic_limits: Json[dict[str, Count]] | None = Field(
         None, description="the same, under the name Memobase's JavaScript SDK sends (topic_limits_json wins)"
     )
-    chats_str: Json[list[ChatMessage]] | None = Field(None, description="JSON list of the app's recent {role, content} messages")
+    chats_str: Json[list[ChatMessage]] | None = Field(
+        None, description="JSON list of the app's recent {role, content} messages"
+    )
 
     def profile_filter(self) -> ProfileFilter:
         """The slot filter these parameters ask for; the caller adds ``topk``, budgets and chats."""

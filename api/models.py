@@ -32,8 +32,12 @@ class UserDataBody(UserBody):
     itself (its Go SDK, as Memobase's server takes it): a body whose keys are only ``data`` and
     ``id`` is unwrapped, any other is the data."""
 
-    model_config = ConfigDict(extra="ignore", json_schema_extra={
-        "description": "{data: {...}}, or the data map itself (a body with keys other than data and id)"})
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "description": "{data: {...}}, or the data map itself (a body with keys other than data and id)"
+        },
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -95,7 +99,9 @@ class InsertBlobBody(BaseModel):
         "transcript {transcripts: [{content, start_timestamp_in_seconds, end_time_timestamp_in_seconds?, speaker?}]}"
     )
     fields: dict[str, Any] | None = None
-    created_at: datetime | None = Field(None, description="when the blob happened (default: now); UTC unless it has a time zone")
+    created_at: datetime | None = Field(
+        None, description="when the blob happened (default: now); UTC unless it has a time zone"
+    )
 
     @field_validator("created_at")
     @classmethod
@@ -150,7 +156,10 @@ class WaitQuery(BaseModel):
 
     wait_process: bool = Field(False, description="answer once the processing that covers this request has finished")
     wait_timeout: float | None = Field(
-        None, ge=0, le=3600, allow_inf_nan=False,
+        None,
+        ge=0,
+        le=3600,
+        allow_inf_nan=False,
         description="seconds to wait (default MEMSTREAM_WAIT_TIMEOUT); past it errno 504, and the task goes on",
     )
 
@@ -168,8 +177,12 @@ class ChatModalResponse(BaseModel):
 
     @classmethod
     def of(cls, outcome: FlushOutcome) -> "ChatModalResponse":
-        return cls(event_id=outcome.event_id, add_profiles=outcome.added, update_profiles=outcome.updated,
-                   delete_profiles=outcome.deleted)
+        return cls(
+            event_id=outcome.event_id,
+            add_profiles=outcome.added,
+            update_profiles=outcome.updated,
+            delete_profiles=outcome.deleted,
+        )
 
 
 class Id(BaseModel):

@@ -110,10 +110,22 @@ def _responses(spec: Endpoint, data: dict[str, Any] | None, is_open: bool) -> di
         "properties": {"data": data or {"type": "null"}, "errno": {"const": 0}, "errmsg": {"type": "string"}},
     }
     domain_error = {"$ref": REF.format(model="DomainError")}
-    answers = {"200": {"description": "Success, or a domain error (errno ≠ 0, data null)",
-                       "content": {"application/json": {"schema": {"anyOf": [success, domain_error]}}}}}
-    wanted = {"401": not is_open, "403": spec.root_only, "413": spec.body is not None, "422": True, "503": True}  # 422: any query string
-    answers.update({status: {"$ref": f"#/components/responses/E{status}"} for status, needed in wanted.items() if needed})
+    answers = {
+        "200": {
+            "description": "Success, or a domain error (errno ≠ 0, data null)",
+            "content": {"application/json": {"schema": {"anyOf": [success, domain_error]}}},
+        }
+    }
+    wanted = {
+        "401": not is_open,
+        "403": spec.root_only,
+        "413": spec.body is not None,
+        "422": True,
+        "503": True,
+    }  # 422: any query string
+    answers.update(
+        {status: {"$ref": f"#/components/responses/E{status}"} for status, needed in wanted.items() if needed}
+    )
     return answers
 
 
@@ -134,7 +146,10 @@ def build_document(app: web.Application) -> dict[str, Any]:
         operations.append((path, route, spec))
     schemas, components = builder.render()
     components["Error"] = _ERROR
-    components["DomainError"] = {**_ERROR, "properties": {**_ERROR["properties"], "errno": {"type": "integer", "not": {"const": 0}}}}
+    components["DomainError"] = {
+        **_ERROR,
+        "properties": {**_ERROR["properties"], "errno": {"type": "integer", "not": {"const": 0}}},
+    }
 
     paths: dict[str, dict[str, Any]] = {}
     for path, route, spec in operations:
@@ -146,7 +161,10 @@ def build_document(app: web.Application) -> dict[str, Any]:
             "parameters": _parameters(path, schemas.get((path, method, "query")), components),
         }
         if (body := schemas.get((path, method, "body"))) is not None:
-            operation["requestBody"] = {"required": spec.body_required, "content": {"application/json": {"schema": body}}}
+            operation["requestBody"] = {
+                "required": spec.body_required,
+                "content": {"application/json": {"schema": body}},
+            }
         is_open = path in OPEN_PATHS
         if is_open:
             operation["security"] = []

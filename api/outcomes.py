@@ -9,7 +9,9 @@ from api.waiter import Located, within
 from streams.records import TaskFinished
 
 
-async def task_outcome(d: Deps, task_id: str, finished: "asyncio.Future[Located[TaskFinished]]", timeout: float) -> list[dict]:
+async def task_outcome(
+    d: Deps, task_id: str, finished: "asyncio.Future[Located[TaskFinished]]", timeout: float
+) -> list[dict]:
     """Wait for the task's end, then until ClickHouse holds it, so a read right after sees its
     results. Returns the ``ChatModalResponse`` list, or errno 500 naming the task when it failed."""
     ended = await within(finished, timeout, task_id)

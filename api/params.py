@@ -53,7 +53,9 @@ PATH_PARAMS: dict[str, PathParam] = {
     "blob_id": _UUID,
     "profile_id": _UUID,
     "event_id": _UUID,
-    "blob_type": PathParam({"type": "string", "enum": _BLOB_TYPES}, _blob_type, f"a blob type ({', '.join(_BLOB_TYPES)})"),
+    "blob_type": PathParam(
+        {"type": "string", "enum": _BLOB_TYPES}, _blob_type, f"a blob type ({', '.join(_BLOB_TYPES)})"
+    ),
     "task_id": PathParam({"type": "string"}, str, "a task id"),
 }
 
@@ -149,4 +151,3 @@ async def body(request: web.Request, model: type[M], required: bool = True) -> M
         return model.model_validate(data)
     except ValidationError as exc:
         raise invalid(describe_validation(exc, prefix="body.")) from None
-

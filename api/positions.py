@@ -84,8 +84,13 @@ class Positions:
 
     def __init__(self, bootstrap: str, progress_topic: str) -> None:
         self._topic = progress_topic
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                                          enable_auto_commit=False, isolation_level="read_committed")
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
         self._written: dict[tuple[str, int], int] = defaultdict(int)  # (topic, partition) → next offset not written
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -129,7 +134,9 @@ class Positions:
                         progress = json.loads(message.value)
                         points = [((progress["topic"], progress["partition"]), progress["offset"])]
                         if "ingest_offset" in progress:
-                            points.append(((progress["ingest_topic"], progress["partition"]), progress["ingest_offset"]))
+                            points.append(
+                                ((progress["ingest_topic"], progress["partition"]), progress["ingest_offset"])
+                            )
                     except (ValueError, KeyError, TypeError):
                         log.error("unreadable progress record at %s:%d", message.partition, message.offset)
                         continue
@@ -145,8 +152,15 @@ class Positions:
 class Consistency:
     """The waits the routes need, with the process's settings."""
 
-    def __init__(self, ends: dict[str, LogEnds], positions: Positions, ingest_topic: str, memory_topic: str,
-                 partitions: int, timeout: float) -> None:
+    def __init__(
+        self,
+        ends: dict[str, LogEnds],
+        positions: Positions,
+        ingest_topic: str,
+        memory_topic: str,
+        partitions: int,
+        timeout: float,
+    ) -> None:
         self._ends, self._positions = ends, positions
         self._ingest, self._memory, self._partitions, self.timeout = ingest_topic, memory_topic, partitions, timeout
 
@@ -166,13 +180,17 @@ class Consistency:
         for partition in partitions if partitions is not None else sorted(ends):
             left = max(0.0, self.timeout - (time.monotonic() - clock))
             if not await self._positions.until(topic, partition, ends[partition], left):
-                raise behind(f"the read models are behind the log ({topic} partition {partition} at "
-                             f"{self._positions.written(topic, partition)} of {ends[partition]}); retry shortly")
+                raise behind(
+                    f"the read models are behind the log ({topic} partition {partition} at "
+                    f"{self._positions.written(topic, partition)} of {ends[partition]}); retry shortly"
+                )
 
     async def until_applied(self, partition: int, offset: int, what: str) -> None:
         """Wait until ClickHouse holds the command at ``offset`` of ingest ``partition`` and what it stated at once."""
         if not await self._positions.until(self._ingest, partition, offset + 1, self.timeout):
-            raise behind(f"{what} is in the log but not readable after {self.timeout:g}s; it will be, retry the read shortly")
+            raise behind(
+                f"{what} is in the log but not readable after {self.timeout:g}s; it will be, retry the read shortly"
+            )
 
     async def until_projected(self, partition: int, offset: int, what: str) -> None:
         """Wait until ClickHouse holds the fact at ``offset`` of memory ``partition``."""

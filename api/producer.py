@@ -118,8 +118,13 @@ class Producer:
             await asyncio.wait_for(asyncio.shield(commit), self._timeout * COMMIT_PATIENCE)
         except (KafkaError, TimeoutError) as failure:
             settled = commit.done() and not commit.cancelled()
-            self._give_up(batch, failure, "the event log did not take the write; nothing was stored, retry shortly"
-                          if settled else "the event log did not confirm the write: it may be stored; check before retrying")
+            self._give_up(
+                batch,
+                failure,
+                "the event log did not take the write; nothing was stored, retry shortly"
+                if settled
+                else "the event log did not confirm the write: it may be stored; check before retrying",
+            )
             return
         for pending, where in zip(batch, landed):
             if not pending.answer.done():

@@ -109,5 +109,7 @@ async def within(future: "asyncio.Future[T]", timeout: float, task_id: str) -> T
         return await asyncio.wait_for(asyncio.shield(future), timeout)
     except asyncio.TimeoutError:
         raise ApiError(
-            504, f"task {task_id} is still running after {timeout:g}s; poll GET /api/v1/tasks/{task_id}", task_id=task_id
+            504,
+            f"task {task_id} is still running after {timeout:g}s; poll GET /api/v1/tasks/{task_id}",
+            task_id=task_id,
         ) from None

@@ -60,8 +60,10 @@ async def dev(args: argparse.Namespace) -> None:
     try:  # the local stand-ins are the `dev` extra, and only `memstream dev` uses them
         from scripts.broker import LocalBroker
     except ImportError as exc:
-        raise SystemExit(f"memstream dev runs on the local stand-ins, which are not installed ({exc}): "
-                         "from a checkout, run scripts/setup.sh (or pip install -e '.[dev]')") from None
+        raise SystemExit(
+            f"memstream dev runs on the local stand-ins, which are not installed ({exc}): "
+            "from a checkout, run scripts/setup.sh (or pip install -e '.[dev]')"
+        ) from None
     broker = LocalBroker(data_dir / "broker", broker_port)
     broker.start()
     log.info("local broker (noida-db) on %s, data in %s", settings.kafka_bootstrap, broker.data_dir)
@@ -69,11 +71,15 @@ async def dev(args: argparse.Namespace) -> None:
     stack = Stack(settings, store)
     try:
         await stack.start()
-        log.info("kept across restarts: the event log (broker data dir), ClickHouse read models, and each "
-                 "user's buffers, profile and queued work (restored from the state topic)")
-        print(f"\nMemstream is up at {stack.url}/api/v1   token: {settings.root_token}\n"
-              f"  try: curl -H 'Authorization: Bearer {settings.root_token}' {stack.url}/api/v1/healthcheck\n",
-              flush=True)
+        log.info(
+            "kept across restarts: the event log (broker data dir), ClickHouse read models, and each "
+            "user's buffers, profile and queued work (restored from the state topic)"
+        )
+        print(
+            f"\nMemstream is up at {stack.url}/api/v1   token: {settings.root_token}\n"
+            f"  try: curl -H 'Authorization: Bearer {settings.root_token}' {stack.url}/api/v1/healthcheck\n",
+            flush=True,
+        )
         await _until_signalled()
         log.info("stopping")
     finally:
@@ -136,12 +142,16 @@ async def run_rebuild(into: str | None) -> int:
         bar.close()
         await store.close()
     stats = done.stats
-    print(f"rebuilt database {done.database} from {stats.read} records ({stats.skipped} undecodable, skipped); "
-          f"projection group {done.group} continues after them")
+    print(
+        f"rebuilt database {done.database} from {stats.read} records ({stats.skipped} undecodable, skipped); "
+        f"projection group {done.group} continues after them"
+    )
     if into:
-        print(f"to serve it, restart the workers and then the API with\n"
-              f"  MEMSTREAM_CLICKHOUSE_DATABASE={done.database} MEMSTREAM_PROJECTION_GROUP={done.group}\n"
-              f"stop the old workers, and drop database {settings.clickhouse_database} once nothing reads it")
+        print(
+            f"to serve it, restart the workers and then the API with\n"
+            f"  MEMSTREAM_CLICKHOUSE_DATABASE={done.database} MEMSTREAM_PROJECTION_GROUP={done.group}\n"
+            f"stop the old workers, and drop database {settings.clickhouse_database} once nothing reads it"
+        )
     return 0
 
 
@@ -188,7 +198,9 @@ def main(argv: list[str] | None = None) -> None:
     rebuild_cmd = commands.add_parser(
         "rebuild", help="drop the read models and replay the topics into them (stop the workers first, or use --into)"
     )
-    rebuild_cmd.add_argument("--into", metavar="DB", help="rebuild into this fresh database instead, beside the live one")
+    rebuild_cmd.add_argument(
+        "--into", metavar="DB", help="rebuild into this fresh database instead, beside the live one"
+    )
     commands.add_parser(
         "replay-dead-letters", help="send parked flushes back to extraction, once each (when the LLM answers again)"
     )

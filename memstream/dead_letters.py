@@ -68,8 +68,11 @@ def _examine(message: ConsumerRecord) -> tuple[DeadLetter, FlushReplayed | None]
 async def replay_dead_letters(settings: Settings) -> DeadLetterReplay:
     """Send the parked flushes not handled by an earlier run back to the owner; report the rest."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=replay_group(settings),
-        enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=replay_group(settings),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
     )
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
     await consumer.start()

@@ -59,7 +59,9 @@ class _GroupState:
 
 
 async def _group_state(admin: AIOKafkaAdminClient, group: str) -> _GroupState:
-    described = [g for response in await admin.describe_consumer_groups([group]) for g in response.to_object()["groups"]]
+    described = [
+        g for response in await admin.describe_consumer_groups([group]) for g in response.to_object()["groups"]
+    ]
     members = [f"{m['client_id']}@{m['client_host']}" for g in described for m in g["members"]]
     committed = await admin.list_consumer_group_offsets(group)
     return _GroupState(members, {tp: meta.offset for tp, meta in committed.items()})
@@ -76,7 +78,9 @@ async def _commit(settings: Settings, group: str, offsets: dict[TopicPartition, 
         await consumer.stop()
 
 
-async def rebuild(settings: Settings, store: Store, into: str | None = None, progress: Progress | None = None) -> Rebuilt:
+async def rebuild(
+    settings: Settings, store: Store, into: str | None = None, progress: Progress | None = None
+) -> Rebuilt:
     """Rebuild ``store``'s database in place, or the database ``into`` through ``store``'s client.
     ``progress`` is called once the log's size is known (nothing read yet) and after each batch."""
     if into is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", into):
@@ -96,9 +100,13 @@ async def rebuild(settings: Settings, store: Store, into: str | None = None, pro
             )
 
         async def prepare(stats: ReplayStats) -> None:
-            truncated = sorted(f"{tp.topic}[{tp.partition}] starts at {offset}" for tp, offset in stats.begins.items() if offset)
+            truncated = sorted(
+                f"{tp.topic}[{tp.partition}] starts at {offset}" for tp, offset in stats.begins.items() if offset
+            )
             if truncated:
-                raise RebuildRefused(f"the log lost its first records ({'; '.join(truncated)}): a replay cannot rebuild them")
+                raise RebuildRefused(
+                    f"the log lost its first records ({'; '.join(truncated)}): a replay cannot rebuild them"
+                )
             await drop_schema(target)
             await migrate(target)
             if progress:

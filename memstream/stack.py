@@ -83,8 +83,13 @@ class Stack:
     async def start_worker(self) -> None:
         settings = self.settings
         limits = settings.limits()
-        jobs = Jobs(make_extractor(settings), self.embedder, self.project_config,
-                    RetryPolicy(settings.llm_max_attempts, settings.llm_backoff), limits)
+        jobs = Jobs(
+            make_extractor(settings),
+            self.embedder,
+            self.project_config,
+            RetryPolicy(settings.llm_max_attempts, settings.llm_backoff),
+            limits,
+        )
         self.stage = OwnerStage(settings, Owner(limits, settings.max_queued), jobs, self.project_known)
         await self.stage.start()
         try:  # a worker that joins a group whose partitions other workers hold gets none: that is fine too
@@ -113,13 +118,16 @@ class Stack:
         await self._producer.start()
         self._waiter = TaskWaiter(s.kafka_bootstrap, s.topic_memory)
         await self._waiter.start()
-        self._ends = {topic: LogEnds(s.kafka_bootstrap, topic, s.topic_partitions) for topic in (s.topic_ingest, s.topic_projects)}
+        self._ends = {
+            topic: LogEnds(s.kafka_bootstrap, topic, s.topic_partitions) for topic in (s.topic_ingest, s.topic_projects)
+        }
         for ends in self._ends.values():
             await ends.start()
         self._positions = Positions(s.kafka_bootstrap, s.topic_progress)
         await self._positions.start()
-        consistency = Consistency(self._ends, self._positions, s.topic_ingest, s.topic_memory, s.topic_partitions,
-                                  s.read_your_writes_timeout)
+        consistency = Consistency(
+            self._ends, self._positions, s.topic_ingest, s.topic_memory, s.topic_partitions, s.read_your_writes_timeout
+        )
         deps = Deps(s, self.store, self._producer, self._waiter, consistency, self.embedder, self.health)
         app = create_app(deps, self.directory)
         self._runner = web.AppRunner(app, access_log=None)

@@ -24,7 +24,9 @@ async def get_blob(store: Store, project_id: str, user_id: str, blob_id: str) ->
     }
 
 
-async def list_blob_ids(store: Store, project_id: str, user_id: str, blob_type: str, page: int, page_size: int) -> list[str]:
+async def list_blob_ids(
+    store: Store, project_id: str, user_id: str, blob_type: str, page: int, page_size: int
+) -> list[str]:
     rows = await store.query(
         f"SELECT blob_id FROM {store.database}.blobs FINAL "
         "WHERE project_id = {p:String} AND user_id = {u:String} AND blob_type = {t:String} "

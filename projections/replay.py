@@ -62,8 +62,12 @@ async def replay(
     each batch written and at the end."""
     topics = replayed_topics(settings)
     reading = readers(settings)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
-                                isolation_level="read_committed")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
     await consumer.start()
     try:
         await consumer.topics()  # loads the metadata of every topic
@@ -91,7 +95,9 @@ async def replay(
                 ops.extend(reading[message.topic](message))
             except Undecodable as exc:
                 stats.skipped += 1
-                log.error("skipping undecodable record at %s:%d:%d: %s", message.topic, message.partition, message.offset, exc)
+                log.error(
+                    "skipping undecodable record at %s:%d:%d: %s", message.topic, message.partition, message.offset, exc
+                )
             pending += 1
             if pending >= (batch_size or settings.projection_batch_size):
                 await apply_ops(store, ops)

@@ -34,27 +34,81 @@ from streams.records import (
 COLUMNS: dict[str, list[str]] = {
     "users": ["project_id", "user_id", "data", "created_at", "updated_at", "version", "is_deleted"],
     "blobs": [
-        "project_id", "user_id", "blob_id", "blob_type", "blob_data", "fields", "created_at", "stored_at", "version", "is_deleted",
+        "project_id",
+        "user_id",
+        "blob_id",
+        "blob_type",
+        "blob_data",
+        "fields",
+        "created_at",
+        "stored_at",
+        "version",
+        "is_deleted",
     ],
     "buffer": ["project_id", "user_id", "blob_id", "blob_type", "status", "updated_at", "version", "is_deleted"],
     "profiles": [
-        "project_id", "user_id", "profile_id", "topic", "sub_topic", "content",
-        "created_at", "updated_at", "version", "is_deleted",
+        "project_id",
+        "user_id",
+        "profile_id",
+        "topic",
+        "sub_topic",
+        "content",
+        "created_at",
+        "updated_at",
+        "version",
+        "is_deleted",
     ],
     "events": [
-        "project_id", "user_id", "event_id", "event_data", "event_tip", "tags", "tag_pairs", "embedding",
-        "created_at", "updated_at", "version", "is_deleted",
+        "project_id",
+        "user_id",
+        "event_id",
+        "event_data",
+        "event_tip",
+        "tags",
+        "tag_pairs",
+        "embedding",
+        "created_at",
+        "updated_at",
+        "version",
+        "is_deleted",
     ],
     "event_gists": [
-        "project_id", "user_id", "gist_id", "event_id", "content", "embedding",
-        "created_at", "updated_at", "version", "is_deleted",
+        "project_id",
+        "user_id",
+        "gist_id",
+        "event_id",
+        "content",
+        "embedding",
+        "created_at",
+        "updated_at",
+        "version",
+        "is_deleted",
     ],
     "profile_history": [
-        "project_id", "user_id", "profile_id", "change_id", "op", "topic", "sub_topic", "content",
-        "source", "source_id", "at", "version",
+        "project_id",
+        "user_id",
+        "profile_id",
+        "change_id",
+        "op",
+        "topic",
+        "sub_topic",
+        "content",
+        "source",
+        "source_id",
+        "at",
+        "version",
     ],
     "usage": [
-        "project_id", "user_id", "usage_id", "day", "model", "calls", "input_tokens", "output_tokens", "at", "version",
+        "project_id",
+        "user_id",
+        "usage_id",
+        "day",
+        "model",
+        "calls",
+        "input_tokens",
+        "output_tokens",
+        "at",
+        "version",
     ],
     "project_configs": ["project_id", "config_yaml", "updated_at", "version"],
     "projects": ["project_id", "token_sha256", "created_at", "version"],
@@ -63,7 +117,17 @@ COLUMNS: dict[str, list[str]] = {
 }
 PARKED_VALUE_CHARS = 65_536  # of a dead letter's value kept in its row
 # What forgetting a user erases (usage rows stay: they hold no content and are the project's bill).
-USER_TABLES = ("users", "blobs", "buffer", "profiles", "profile_history", "events", "event_gists", "tasks", "dead_letters")
+USER_TABLES = (
+    "users",
+    "blobs",
+    "buffer",
+    "profiles",
+    "profile_history",
+    "events",
+    "event_gists",
+    "tasks",
+    "dead_letters",
+)
 
 
 @dataclass(frozen=True)
@@ -89,13 +153,31 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def _event_row(p: str, u: str, event_id: str, data: EventData, embedding: list[float] | None,
-               created: datetime, at: datetime, v: int, deleted: int) -> tuple[Any, ...]:
+def _event_row(
+    p: str,
+    u: str,
+    event_id: str,
+    data: EventData,
+    embedding: list[float] | None,
+    created: datetime,
+    at: datetime,
+    v: int,
+    deleted: int,
+) -> tuple[Any, ...]:
     tags = data.event_tags or []
     return (
-        p, u, event_id, data.model_dump_json(), data.event_tip or "",
-        [t.tag for t in tags], [f"{t.tag}={t.value}" for t in tags], embedding or [],
-        created, at, v, deleted,
+        p,
+        u,
+        event_id,
+        data.model_dump_json(),
+        data.event_tip or "",
+        [t.tag for t in tags],
+        [f"{t.tag}={t.value}" for t in tags],
+        embedding or [],
+        created,
+        at,
+        v,
+        deleted,
     )
 
 
@@ -106,25 +188,50 @@ def _retired_gists(p: str, u: str, event_id: str, gist_ids: list[str], at: datet
 def ops_for(record: Record) -> list[Op]:
     """The writes a memory fact or project record makes."""
     if isinstance(record, ProjectCreated):
-        return [Insert("projects", (record.project_id, record.token_sha256, record.occurred_at, version_of(record.occurred_at)))]
+        return [
+            Insert(
+                "projects", (record.project_id, record.token_sha256, record.occurred_at, version_of(record.occurred_at))
+            )
+        ]
     if isinstance(record, (OwnerProgress, EditApplied)):
         return []  # positions and acknowledgements: the API reads them, the read models hold nothing of them
     if isinstance(record, ProjectConfigSet):
-        return [Insert("project_configs", (record.project_id, record.config_yaml, record.occurred_at, version_of(record.occurred_at)))]
+        return [
+            Insert(
+                "project_configs",
+                (record.project_id, record.config_yaml, record.occurred_at, version_of(record.occurred_at)),
+            )
+        ]
     p, u, at, v = record.project_id, record.user_id, record.occurred_at, getattr(record, "seq")
     match record:
         case UserStored():
             return [Insert("users", (p, u, _json(record.data), record.created_at, at, v, 0))]
         case UserForgotten():
             ops: list[Op] = [
-                Statement(f"DELETE FROM {{db}}.{table} WHERE project_id = {{p:String}} AND user_id = {{u:String}}", {"p": p, "u": u})
+                Statement(
+                    f"DELETE FROM {{db}}.{table} WHERE project_id = {{p:String}} AND user_id = {{u:String}}",
+                    {"p": p, "u": u},
+                )
                 for table in USER_TABLES
             ]
             return [*ops, Insert("users", (p, u, "", at, at, v, 1))]
         case BlobStored():
             ops = [
-                Insert("blobs", (p, u, record.blob_id, record.blob_type.value, _json(record.blob_data), _json(record.fields or {}),
-                                 record.created_at, at, v, 0)),
+                Insert(
+                    "blobs",
+                    (
+                        p,
+                        u,
+                        record.blob_id,
+                        record.blob_type.value,
+                        _json(record.blob_data),
+                        _json(record.fields or {}),
+                        record.created_at,
+                        at,
+                        v,
+                        0,
+                    ),
+                ),
                 Insert("tasks", (p, u, record.task_id, "running", "", "[]", at, v)),
             ]
             if record.blob_type in BUFFERED_BLOB_TYPES:
@@ -145,8 +252,18 @@ def ops_for(record: Record) -> list[Op]:
             created = record.created_at or at
             row = (p, u, record.profile_id, record.topic, record.sub_topic, record.content, created, at, v, deleted)
             history = (
-                p, u, record.profile_id, record.record_id, record.op, record.topic, record.sub_topic, record.content,
-                record.source, record.source_id, at, v,
+                p,
+                u,
+                record.profile_id,
+                record.record_id,
+                record.op,
+                record.topic,
+                record.sub_topic,
+                record.content,
+                record.source,
+                record.source_id,
+                at,
+                v,
             )
             return [Insert("profiles", row), Insert("profile_history", history)]
         case EventRecorded():
@@ -163,19 +280,33 @@ def ops_for(record: Record) -> list[Op]:
             ops = [Insert("events", _event_row(p, u, e, EventData(), None, at, at, v, 1))]
             return ops + _retired_gists(p, u, e, record.gist_ids, at, v)
         case UsageRecorded():
-            row = (p, u, record.record_id, at.date(), record.model, record.calls, record.input_tokens, record.output_tokens, at, v)
+            row = (
+                p,
+                u,
+                record.record_id,
+                at.date(),
+                record.model,
+                record.calls,
+                record.input_tokens,
+                record.output_tokens,
+                at,
+                v,
+            )
             return [Insert("usage", row)]
         case TaskFinished():
             status = "done" if record.status == "completed" else "failed"
             outcomes = _json([o.model_dump() for o in record.outcomes])
-            ops = [Insert("tasks", (p, u, t, record.status, record.error or "", outcomes, at, v)) for t in record.task_ids]
+            ops = [
+                Insert("tasks", (p, u, t, record.status, record.error or "", outcomes, at, v)) for t in record.task_ids
+            ]
             ops += [Insert("buffer", (p, u, b, record.blob_type.value, status, at, v, 0)) for b in record.blob_ids]
             return ops
     raise TypeError(f"no projection for {type(record).__name__}")
 
 
-def dead_letter_ops(where: str, key: bytes | None, value: bytes | None, headers: dict[str, bytes], at: datetime,
-                    version: int) -> list[Op]:
+def dead_letter_ops(
+    where: str, key: bytes | None, value: bytes | None, headers: dict[str, bytes], at: datetime, version: int
+) -> list[Op]:
     """The row of one dead letter (``where`` is its topic:partition:offset): the record as it was
     parked, its kind when it is a record, and the reason and source its headers give."""
     project, _, user = (key or b"").decode(errors="replace").partition(":")
@@ -186,5 +317,9 @@ def dead_letter_ops(where: str, key: bytes | None, value: bytes | None, headers:
         kind = ""
     reason = headers.get("error", b"").decode(errors="replace")
     source = headers.get("source", b"").decode(errors="replace")
-    return [Insert("dead_letters", (project, user, where, kind or "undecodable", reason, source,
-                                    text[:PARKED_VALUE_CHARS], at, version))]
+    return [
+        Insert(
+            "dead_letters",
+            (project, user, where, kind or "undecodable", reason, source, text[:PARKED_VALUE_CHARS], at, version),
+        )
+    ]

@@ -76,7 +76,11 @@ async def _search(store: Store, source: _Source, project_id: str, user_id: str, 
         "AND similarity >= {t:Float64} ORDER BY similarity DESC, created_at DESC LIMIT {k:UInt32}"
     )
     params: dict[str, Any] = scope(
-        project_id, user_id, days=criteria.time_range_in_days, t=criteria.similarity_threshold, k=criteria.topk,
+        project_id,
+        user_id,
+        days=criteria.time_range_in_days,
+        t=criteria.similarity_threshold,
+        k=criteria.topk,
         **({"q": embedding} if embedding is not None else {"text": criteria.query}),
     )
     return await store.query(sql, params)

@@ -112,9 +112,11 @@ class DatabaseView:
 async def open_store(url: str, database: str) -> Store:
     if url.startswith("chdb://"):
         if importlib.util.find_spec("chdb") is None:
-            raise StoreUnavailable(f"{url} is embedded ClickHouse (chDB), part of the `dev` extra, which is not "
-                                   "installed: set MEMSTREAM_CLICKHOUSE_URL to a ClickHouse server, or install "
-                                   "memstream[dev]")
+            raise StoreUnavailable(
+                f"{url} is embedded ClickHouse (chDB), part of the `dev` extra, which is not "
+                "installed: set MEMSTREAM_CLICKHOUSE_URL to a ClickHouse server, or install "
+                "memstream[dev]"
+            )
         return await asyncio.to_thread(EmbeddedStore, Path(url.removeprefix("chdb://")), database)
     try:
         client = await clickhouse_connect.get_async_client(dsn=url)

@@ -36,14 +36,16 @@ def fill_days(first: date, last: date, tokens: list[dict[str, Any]], inserts: di
     for offset in range((last - first).days + 1):
         day = first + timedelta(days=offset)
         spent = by_day.get(day, {})
-        days.append({
-            "date": day.isoformat(),
-            "total_insert": inserts.get(day, 0),
-            "total_success_insert": inserts.get(day, 0),
-            "total_input_token": spent.get("input_tokens", 0),
-            "total_output_token": spent.get("output_tokens", 0),
-            "total_llm_calls": spent.get("calls", 0),
-        })
+        days.append(
+            {
+                "date": day.isoformat(),
+                "total_insert": inserts.get(day, 0),
+                "total_success_insert": inserts.get(day, 0),
+                "total_input_token": spent.get("input_tokens", 0),
+                "total_output_token": spent.get("output_tokens", 0),
+                "total_llm_calls": spent.get("calls", 0),
+            }
+        )
     return days
 
 

@@ -15,7 +15,12 @@ async def get_user(store: Store, project_id: str, user_id: str) -> dict[str, Any
     if not rows:
         return None
     row = rows[0]
-    return {"id": user_id, "data": json.loads(row["data"] or "{}"), "created_at": row["created_at"], "updated_at": row["updated_at"]}
+    return {
+        "id": user_id,
+        "data": json.loads(row["data"] or "{}"),
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
 
 
 # Orders a listing accepts: Memobase's (updated_at, profile_count, event_count) plus created_at.

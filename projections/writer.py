@@ -73,14 +73,23 @@ def _decoded(codec: Codec) -> Reader:
 
 def _parked(message: ConsumerRecord) -> list[Op]:
     at = datetime.fromtimestamp(message.timestamp / 1000, timezone.utc)
-    return dead_letter_ops(f"{message.topic}:{message.partition}:{message.offset}", message.key, message.value,
-                           dict(message.headers or ()), at, message.offset)
+    return dead_letter_ops(
+        f"{message.topic}:{message.partition}:{message.offset}",
+        message.key,
+        message.value,
+        dict(message.headers or ()),
+        at,
+        message.offset,
+    )
 
 
 def readers(settings: Settings) -> dict[str, Reader]:
     """How the writer turns each topic it consumes into writes (the same for a replay)."""
-    return {settings.topic_memory: _decoded(FACTS), settings.topic_projects: _decoded(PROJECT_RECORDS),
-            settings.topic_dead_letter: _parked}
+    return {
+        settings.topic_memory: _decoded(FACTS),
+        settings.topic_projects: _decoded(PROJECT_RECORDS),
+        settings.topic_dead_letter: _parked,
+    }
 
 
 @dataclass(frozen=True)
@@ -96,7 +105,9 @@ class ProjectionWriter:
         self._readers = readers(settings)
         self._consumer = group_consumer(settings, settings.projection_group, *self._readers)
         # Dead letters, and how far the writer is (the progress topic).
-        self._producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
+        )
         self._task: asyncio.Task[None] | None = None
         self.records_written = 0
         self._failing_since: float | None = None
@@ -155,28 +166,42 @@ class ProjectionWriter:
             await self._park(bad)
         self.records_written += sum(len(messages) for messages in batch.values())
         # the position (not the last offset + 1) passes the transaction markers after the last record
-        offsets = {tp: max(messages[-1].offset + 1, await self._consumer.position(tp)) for tp, messages in batch.items()}
+        offsets = {
+            tp: max(messages[-1].offset + 1, await self._consumer.position(tp)) for tp, messages in batch.items()
+        }
         await self._publish_progress(batch, offsets)
         try:
             await self._consumer.commit(offsets)
         except KafkaError as exc:
             # The group is rebalancing (or the broker restarted): the batch is read again from the
             # committed offsets and written again, which changes nothing.
-            log.warning("projection offsets not committed (%s: %s); the batch will be written again", type(exc).__name__, exc)
+            log.warning(
+                "projection offsets not committed (%s: %s); the batch will be written again", type(exc).__name__, exc
+            )
 
-    async def _publish_progress(self, batch: dict[TopicPartition, list[ConsumerRecord]], offsets: dict[TopicPartition, int]) -> None:
+    async def _publish_progress(
+        self, batch: dict[TopicPartition, list[ConsumerRecord]], offsets: dict[TopicPartition, int]
+    ) -> None:
         """Say how far ClickHouse now holds each partition of the batch (and, for a memory partition,
         which ingest position the owner had passed there): the API's read-your-writes waits on it."""
         sent = []
         for tp, messages in batch.items():
             progress: dict[str, int | str] = {"topic": tp.topic, "partition": tp.partition, "offset": offsets[tp]}
-            marker = next((m for m in reversed(messages) if tp.topic == self._settings.topic_memory
-                           and b'"kind":"owner_progress"' in (m.value or b"")), None)
+            marker = next(
+                (
+                    m
+                    for m in reversed(messages)
+                    if tp.topic == self._settings.topic_memory and b'"kind":"owner_progress"' in (m.value or b"")
+                ),
+                None,
+            )
             if marker is not None:
                 progress["ingest_topic"] = self._settings.topic_ingest
                 progress["ingest_offset"] = json.loads(marker.value)["ingest_offset"]
             key = f"{tp.topic}:{tp.partition}".encode()
-            sent.append(await self._producer.send(self._settings.topic_progress, json.dumps(progress).encode(), key=key))
+            sent.append(
+                await self._producer.send(self._settings.topic_progress, json.dumps(progress).encode(), key=key)
+            )
         try:
             await asyncio.gather(*sent)
         except KafkaError as exc:  # the rows are written: the next batch says it again
@@ -195,13 +220,20 @@ class ProjectionWriter:
     async def _park(self, rejected: Rejected) -> None:
         message = rejected.message
         if message.topic == self._settings.topic_dead_letter:  # never park a dead letter again: say so
-            log.error("projection writer: dead letter %s:%d:%d cannot be written: %s",
-                      message.topic, message.partition, message.offset, rejected.reason)
+            log.error(
+                "projection writer: dead letter %s:%d:%d cannot be written: %s",
+                message.topic,
+                message.partition,
+                message.offset,
+                rejected.reason,
+            )
             return
         source = f"{message.topic}:{message.partition}:{message.offset}"
         log.error("projection writer: dead letter %s: %s", source, rejected.reason)
         headers = [("error", rejected.reason.encode()), ("source", source.encode())]
-        await self._producer.send_and_wait(self._settings.topic_dead_letter, message.value, key=message.key, headers=headers)
+        await self._producer.send_and_wait(
+            self._settings.topic_dead_letter, message.value, key=message.key, headers=headers
+        )
 
     async def _write_until_done(self, ops: list[Op]) -> None:
         """Write ``ops``; wait out unavailability; raise ``StoreRefused`` if ClickHouse refuses one."""

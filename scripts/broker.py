@@ -82,9 +82,21 @@ class LocalBroker:
         self.upstream_port = free_port()
         with open(self.data_dir / "broker.log", "ab") as log:
             self._process = subprocess.Popen(
-                [str(BINARY), "start", "--only", "kafka", "--host", self.host,
-                 "--kafka-port", str(self.upstream_port), "--data-dir", str(self.data_dir)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [
+                    str(BINARY),
+                    "start",
+                    "--only",
+                    "kafka",
+                    "--host",
+                    self.host,
+                    "--kafka-port",
+                    str(self.upstream_port),
+                    "--data-dir",
+                    str(self.data_dir),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C in the terminal reaches memstream, which stops the broker last
             )
         self.pid_file.write_text(str(self._process.pid))
@@ -101,11 +113,25 @@ class LocalBroker:
         try:
             with open(self.data_dir / "proxy.log", "ab") as log:
                 self._proxy = subprocess.Popen(
-                    [sys.executable, "-m", "scripts.kafka_proxy", "--host", self.host,
-                     "--listen-port", str(self.port), "--upstream-port", str(self.upstream_port),
-                     "--status-fd", str(status_out)],
-                    cwd=ROOT, pass_fds=(status_out,), stdout=log, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, start_new_session=True,
+                    [
+                        sys.executable,
+                        "-m",
+                        "scripts.kafka_proxy",
+                        "--host",
+                        self.host,
+                        "--listen-port",
+                        str(self.port),
+                        "--upstream-port",
+                        str(self.upstream_port),
+                        "--status-fd",
+                        str(status_out),
+                    ],
+                    cwd=ROOT,
+                    pass_fds=(status_out,),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
                 )
         finally:
             os.close(status_out)

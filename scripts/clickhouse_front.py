@@ -70,11 +70,28 @@ log = logging.getLogger("clickhouse_front")
 T = TypeVar("T")
 
 # Parameters of the HTTP interface that are not settings (the names ClickHouse's HTTPHandler reserves).
-RESERVED_PARAMS = frozenset({
-    "query", "database", "default_format", "user", "password", "quota_key", "query_id", "stacktrace", "role",
-    "buffer_size", "wait_end_of_query", "session_id", "session_timeout", "session_check",
-    "client_protocol_version", "close_session", "compress", "decompress",
-})
+RESERVED_PARAMS = frozenset(
+    {
+        "query",
+        "database",
+        "default_format",
+        "user",
+        "password",
+        "quota_key",
+        "query_id",
+        "stacktrace",
+        "role",
+        "buffer_size",
+        "wait_end_of_query",
+        "session_id",
+        "session_timeout",
+        "session_check",
+        "client_protocol_version",
+        "close_session",
+        "compress",
+        "decompress",
+    }
+)
 PARAM_PREFIX = "param_"
 
 BINARY_FORMATS = frozenset({"Native", "RowBinary", "RowBinaryWithNamesAndTypes", "Arrow", "ArrowStream", "Parquet"})
@@ -106,7 +123,7 @@ class ClickHouseError(Exception):
         """chDB raises with the server's own text (after a prefix of its own, at times); keep that text."""
         text = str(exc)
         code = _ERROR_CODE.search(text)
-        return cls(int(code[1]), text[code.start():]) if code else cls.of(1001, "STD_EXCEPTION", text)
+        return cls(int(code[1]), text[code.start() :]) if code else cls.of(1001, "STD_EXCEPTION", text)
 
 
 @dataclass(frozen=True)
@@ -139,7 +156,10 @@ def _lz4_frames(data: bytes) -> bytes:
 
 # Request body decoders, by Content-Encoding; gzip and zstd read concatenated members/frames themselves.
 DECODERS: dict[str, Callable[[bytes], bytes]] = {
-    "gzip": gzip.decompress, "deflate": zlib.decompress, "lz4": _lz4_frames, "zstd": zstd.decompress,
+    "gzip": gzip.decompress,
+    "deflate": zlib.decompress,
+    "lz4": _lz4_frames,
+    "zstd": zstd.decompress,
 }
 
 
@@ -165,7 +185,7 @@ class Engine:
         self._apply(query.settings)
         inline = _INLINE_INSERT.match(query.sql)
         if inline:
-            return Result(b"", None, self._insert(inline[1].decode(), inline[2].decode(), query.sql[inline.end():]))
+            return Result(b"", None, self._insert(inline[1].decode(), inline[2].decode(), query.sql[inline.end() :]))
         if _FORMAT_WORD.search(query.sql) or query.default_format != "TabSeparated":
             result = self._run(query.sql, query.default_format, query.params)
             body = result.bytes() or b""
@@ -205,8 +225,11 @@ class Engine:
                 done = inserter.finish()
         except Exception as exc:  # as in _run
             raise ClickHouseError.from_engine(exc) from exc
-        return {"written_rows": str(done.rows_written), "written_bytes": str(done.bytes_written),
-                "elapsed_ns": str(int(done.elapsed * 1e9))}
+        return {
+            "written_rows": str(done.rows_written),
+            "written_bytes": str(done.bytes_written),
+            "elapsed_ns": str(int(done.elapsed * 1e9)),
+        }
 
     def _run(self, sql: str | bytes, fmt: str, params: dict[str, str] | None = None) -> Any:
         try:
@@ -217,8 +240,10 @@ class Engine:
     @staticmethod
     def _summary(result: Any) -> dict[str, str]:
         return {
-            "read_rows": str(result.rows_read()), "read_bytes": str(result.bytes_read()),
-            "written_rows": str(result.rows_written()), "written_bytes": str(result.bytes_written()),
+            "read_rows": str(result.rows_read()),
+            "read_bytes": str(result.bytes_read()),
+            "written_rows": str(result.rows_written()),
+            "written_bytes": str(result.bytes_written()),
             "elapsed_ns": str(int(result.elapsed() * 1e9)),
         }
 
@@ -241,14 +266,19 @@ async def _read_query(request: web.Request) -> Query | None:
         if request.method == hdrs.METH_GET:
             return None
         raise ClickHouseError.of(62, "SYNTAX_ERROR", "Empty query")
-    settings = {name: value for name, value in params.items()
-                if name and name not in RESERVED_PARAMS and not name.startswith(PARAM_PREFIX)}
+    settings = {
+        name: value
+        for name, value in params.items()
+        if name and name not in RESERVED_PARAMS and not name.startswith(PARAM_PREFIX)
+    }
     for name in settings:
         if not _SETTING_NAME.match(name):
             raise ClickHouseError.of(115, "UNKNOWN_SETTING", f"Unknown setting {name!r}")
     return Query(
         sql=sql,
-        params={name.removeprefix(PARAM_PREFIX): value for name, value in params.items() if name.startswith(PARAM_PREFIX)},
+        params={
+            name.removeprefix(PARAM_PREFIX): value for name, value in params.items() if name.startswith(PARAM_PREFIX)
+        },
         settings=settings,
         database=params.get("database") or "default",
         default_format=params.get("default_format") or "TabSeparated",
@@ -274,8 +304,10 @@ def _credentials(request: web.Request) -> tuple[str, str]:
         except ValueError:
             return "", ""
         return auth.login, auth.password
-    return (request.headers.get("X-ClickHouse-User") or request.query.get("user", "default"),
-            request.headers.get("X-ClickHouse-Key") or request.query.get("password", ""))
+    return (
+        request.headers.get("X-ClickHouse-User") or request.query.get("user", "default"),
+        request.headers.get("X-ClickHouse-Key") or request.query.get("password", ""),
+    )
 
 
 class Front:
@@ -310,8 +342,10 @@ class Front:
 
     async def _query(self, request: web.Request) -> web.Response:
         assert self.engine is not None, "open() first"
-        headers = {"X-ClickHouse-Query-Id": request.query.get("query_id") or str(uuid.uuid4()),
-                   "X-ClickHouse-Timezone": self.engine.timezone}
+        headers = {
+            "X-ClickHouse-Query-Id": request.query.get("query_id") or str(uuid.uuid4()),
+            "X-ClickHouse-Timezone": self.engine.timezone,
+        }
         try:
             query = await _read_query(request)
             if query is None:
@@ -325,19 +359,27 @@ class Front:
         if result.fmt:
             headers["X-ClickHouse-Format"] = result.fmt
         binary = result.fmt in BINARY_FORMATS
-        return web.Response(body=result.body, headers=headers,
-                            content_type="application/octet-stream" if binary else "text/plain", charset=None if binary else "utf-8")
+        return web.Response(
+            body=result.body,
+            headers=headers,
+            content_type="application/octet-stream" if binary else "text/plain",
+            charset=None if binary else "utf-8",
+        )
 
     def _authenticate(self, request: web.Request) -> None:
         if self._credentials is None:
             return
         user, password = _credentials(request)
         expected_user, expected_password = self._credentials
-        if not (secrets.compare_digest(user.encode(), expected_user.encode())
-                and secrets.compare_digest(password.encode(), expected_password.encode())):
+        if not (
+            secrets.compare_digest(user.encode(), expected_user.encode())
+            and secrets.compare_digest(password.encode(), expected_password.encode())
+        ):
             raise ClickHouseError.of(
-                516, "AUTHENTICATION_FAILED",
-                f"{user}: Authentication failed: password is incorrect, or there is no user with such name", status=403,
+                516,
+                "AUTHENTICATION_FAILED",
+                f"{user}: Authentication failed: password is incorrect, or there is no user with such name",
+                status=403,
             )
 
 
@@ -368,7 +410,9 @@ async def serve(path: Path, host: str, port: int, credentials: tuple[str, str] |
 class ClickHouseFront:
     """The front as a child process in its own session, stopped with SIGTERM (the shape of ``LocalBroker``)."""
 
-    def __init__(self, path: Path, port: int, host: str = "127.0.0.1", user: str | None = None, password: str = "") -> None:
+    def __init__(
+        self, path: Path, port: int, host: str = "127.0.0.1", user: str | None = None, password: str = ""
+    ) -> None:
         self.path, self.port, self.host = path.resolve(), port, host
         self.user, self.password = user, password
         self._process: subprocess.Popen[bytes] | None = None
@@ -388,14 +432,24 @@ class ClickHouseFront:
         return self.path.with_name(f"{self.path.name}-front.log")
 
     def start(self, timeout: float = 60.0) -> None:
-        command = [sys.executable, "-m", "scripts.clickhouse_front",
-                   "--path", str(self.path), "--host", self.host, "--port", str(self.port)]
+        command = [
+            sys.executable,
+            "-m",
+            "scripts.clickhouse_front",
+            "--path",
+            str(self.path),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
         if self.user:
             command += ["--user", self.user, "--password", self.password]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log_out:
-            self._process = subprocess.Popen(command, stdout=log_out, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL, start_new_session=True)
+            self._process = subprocess.Popen(
+                command, stdout=log_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while self._process.poll() is None:
             try:
@@ -404,7 +458,9 @@ class ClickHouseFront:
             except TimeoutError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise TimeoutError(f"the ClickHouse front is not up after {timeout:g}s; see {self.log_file}") from None
+                    raise TimeoutError(
+                        f"the ClickHouse front is not up after {timeout:g}s; see {self.log_file}"
+                    ) from None
         code, self._process = self._process.returncode, None
         raise RuntimeError(f"the ClickHouse front exited with {code} while starting; see {self.log_file}")
 
@@ -422,8 +478,10 @@ class ClickHouseFront:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m scripts.clickhouse_front",
-                                     description="Serve a chDB data path over ClickHouse's HTTP interface.")
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.clickhouse_front",
+        description="Serve a chDB data path over ClickHouse's HTTP interface.",
+    )
     parser.add_argument("--path", type=Path, required=True, help="chDB data directory (created if missing)")
     parser.add_argument("--port", type=int, default=8123)
     parser.add_argument("--host", default="127.0.0.1")

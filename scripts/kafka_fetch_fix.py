@@ -62,23 +62,41 @@ class _Layout:
         if request is None or response is None or "isolation_level" not in request.SCHEMA.names:
             return None  # before v4: no transactions
         asked, answered = _partition_names(request), _partition_names(response)
-        return cls(request, response, asked.index("fetch_offset" if "fetch_offset" in asked else "offset"),
-                   answered.index("aborted_transactions"))
+        return cls(
+            request,
+            response,
+            asked.index("fetch_offset" if "fetch_offset" in asked else "offset"),
+            answered.index("aborted_transactions"),
+        )
 
     def lookup(self, topic: str, partition: int, offset: int) -> Any:
         """A request for the partition from ``offset``, everything in it, answered at once."""
-        values = {"replica_id": -1, "max_wait_time": 0, "min_bytes": 0, "max_bytes": LOOKUP_MAX_BYTES,
-                  "isolation_level": READ_UNCOMMITTED, "session_id": 0, "session_epoch": -1,
-                  "forgotten_topics_data": [], "rack_id": "",
-                  "partition": partition, "current_leader_epoch": -1, "fetch_offset": offset, "offset": offset,
-                  "log_start_offset": -1}
+        values = {
+            "replica_id": -1,
+            "max_wait_time": 0,
+            "min_bytes": 0,
+            "max_bytes": LOOKUP_MAX_BYTES,
+            "isolation_level": READ_UNCOMMITTED,
+            "session_id": 0,
+            "session_epoch": -1,
+            "forgotten_topics_data": [],
+            "rack_id": "",
+            "partition": partition,
+            "current_leader_epoch": -1,
+            "fetch_offset": offset,
+            "offset": offset,
+            "log_start_offset": -1,
+        }
         wanted = tuple(values[name] for name in _partition_names(self.request))
         top = {name: values[name] for name in self.request.SCHEMA.names if name != "topics"}
         return self.request(topics=[(topic, [wanted])], **top)
 
 
-VERSIONS = sorted(int(name[len("FetchRequest_v"):]) for name in vars(fetch)
-                  if name.startswith("FetchRequest_v") and name[len("FetchRequest_v"):].isdigit())
+VERSIONS = sorted(
+    int(name[len("FetchRequest_v") :])
+    for name in vars(fetch)
+    if name.startswith("FetchRequest_v") and name[len("FetchRequest_v") :].isdigit()
+)
 LAYOUTS = {version: layout for version in VERSIONS if (layout := _Layout.of(version)) is not None}
 
 
@@ -108,30 +126,40 @@ class AbortedTransactions:
                 if not entries or not answered[-1]:  # no records: nothing to skip, whatever is listed
                     continue
                 if fetch_offsets is None:
-                    fetch_offsets = {(name, asked[0]): asked[layout.offset]
-                                     for name, asked_partitions in request.topics for asked in asked_partitions}
+                    fetch_offsets = {
+                        (name, asked[0]): asked[layout.offset]
+                        for name, asked_partitions in request.topics
+                        for asked in asked_partitions
+                    }
                 fetch_offset = fetch_offsets.get((topic, answered[0]))
                 if fetch_offset is None or all(first >= fetch_offset for _pid, first in entries):
                     continue
                 kept = await self._kept(layout, topic, answered[0], fetch_offset, entries)
                 if len(kept) < len(entries):
-                    partitions[i] = (*answered[:layout.aborted], kept, *answered[layout.aborted + 1:])
+                    partitions[i] = (*answered[: layout.aborted], kept, *answered[layout.aborted + 1 :])
                     changed = True
         return changed
 
-    async def _kept(self, layout: _Layout, topic: str, partition: int, fetch_offset: int,
-                    entries: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    async def _kept(
+        self, layout: _Layout, topic: str, partition: int, fetch_offset: int, entries: list[tuple[int, int]]
+    ) -> list[tuple[int, int]]:
         """``entries`` without those whose ABORT marker lies below ``fetch_offset``."""
-        unknown = {(topic, partition, pid, first) for pid, first in entries
-                   if first < fetch_offset and (topic, partition, pid, first) not in self._ended
-                   and self._open_until.get((topic, partition, pid, first), first) < fetch_offset}
+        unknown = {
+            (topic, partition, pid, first)
+            for pid, first in entries
+            if first < fetch_offset
+            and (topic, partition, pid, first) not in self._ended
+            and self._open_until.get((topic, partition, pid, first), first) < fetch_offset
+        }
         if unknown:
             await self._look_up(layout, topic, partition, fetch_offset, unknown)
-        return [(pid, first) for pid, first in entries
-                if self._ended.get((topic, partition, pid, first), fetch_offset) >= fetch_offset]
+        return [
+            (pid, first)
+            for pid, first in entries
+            if self._ended.get((topic, partition, pid, first), fetch_offset) >= fetch_offset
+        ]
 
-    async def _look_up(self, layout: _Layout, topic: str, partition: int, fetch_offset: int,
-                       unknown: set[Key]) -> None:
+    async def _look_up(self, layout: _Layout, topic: str, partition: int, fetch_offset: int, unknown: set[Key]) -> None:
         """Read the partition up to ``fetch_offset`` from where ``unknown`` could have ended, and
         remember what it finds; on failure, they stay listed (as noida-db has them)."""
         if len(self._ended) + len(self._open_until) > MAX_REMEMBERED:
@@ -140,14 +168,16 @@ class AbortedTransactions:
         offset = min(self._open_until.get(key, key[3]) for key in unknown)
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.upstream_host, self.upstream_port), LOOKUP_TIMEOUT)
+                asyncio.open_connection(self.upstream_host, self.upstream_port), LOOKUP_TIMEOUT
+            )
         except OSError as error:
             log.warning("cannot look up aborted transactions of %s-%d: %s", topic, partition, error)
             return
         try:
             while offset < fetch_offset and any(key not in self._ended for key in unknown):
-                records = await asyncio.wait_for(self._records(layout, reader, writer, topic, partition, offset),
-                                                 LOOKUP_TIMEOUT)
+                records = await asyncio.wait_for(
+                    self._records(layout, reader, writer, topic, partition, offset), LOOKUP_TIMEOUT
+                )
                 reached = self._scan(records, offset, fetch_offset, unknown)
                 if reached == offset:
                     break  # nothing more to read (an error, or a log shorter than the fetch offset)
@@ -182,8 +212,15 @@ class AbortedTransactions:
                 self._ended[key] = marker
                 self._open_until.pop(key, None)
 
-    async def _records(self, layout: _Layout, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                       topic: str, partition: int, offset: int) -> Any:
+    async def _records(
+        self,
+        layout: _Layout,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        topic: str,
+        partition: int,
+        offset: int,
+    ) -> Any:
         """The partition's records from ``offset``, fetched on the lookup connection."""
         request = layout.lookup(topic, partition, offset)
         payload = request.build_request_header(correlation_id=self.lookups, client_id="kafka-proxy").encode()

@@ -64,17 +64,27 @@ INT16 = struct.Struct(">h")
 
 def _by_version(module: ModuleType, prefix: str) -> dict[int, type[Any]]:
     """aiokafka's ``<prefix>_vN`` classes of ``module``, by N."""
-    return {cls.API_VERSION: cls for name, cls in vars(module).items()
-            if name.startswith(prefix + "_v") and name[len(prefix) + 2:].isdigit()}
+    return {
+        cls.API_VERSION: cls
+        for name, cls in vars(module).items()
+        if name.startswith(prefix + "_v") and name[len(prefix) + 2 :].isdigit()
+    }
 
 
 FETCH_REQUESTS = _by_version(fetch, "FetchRequest")
 FETCH_RESPONSES = _by_version(fetch, "FetchResponse")
 FETCH_VERSIONS = FETCH_REQUESTS.keys() & FETCH_RESPONSES.keys()  # v0-v11, none flexible
-ADVERTISING = {METADATA: _by_version(metadata, "MetadataResponse"),
-               FIND_COORDINATOR: _by_version(coordination, "FindCoordinatorResponse")}
-API_NAMES = {PRODUCE: "Produce", FETCH: "Fetch", METADATA: "Metadata", FIND_COORDINATOR: "FindCoordinator",
-             END_TXN: "EndTxn"}
+ADVERTISING = {
+    METADATA: _by_version(metadata, "MetadataResponse"),
+    FIND_COORDINATOR: _by_version(coordination, "FindCoordinatorResponse"),
+}
+API_NAMES = {
+    PRODUCE: "Produce",
+    FETCH: "Fetch",
+    METADATA: "Metadata",
+    FIND_COORDINATOR: "FindCoordinator",
+    END_TXN: "EndTxn",
+}
 
 
 async def _read_frame(reader: asyncio.StreamReader) -> bytes | None:
@@ -248,14 +258,14 @@ class KafkaProxy:
             woken = self._data_may_arrive  # taken before asking, so a wake-up meanwhile is not missed
             response = await upstream.ask(request)
             self.upstream_fetches += 1
-            decoded = FETCH_RESPONSES[version].decode(response[SIZE.size:])  # after the correlation id
+            decoded = FETCH_RESPONSES[version].decode(response[SIZE.size :])  # after the correlation id
             remaining = deadline - loop.time()
             if remaining <= 0 or not _nothing_fetched(decoded):
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(woken.wait(), remaining)
         if await self.aborted.drop_ended(version, asked, decoded):
-            response = response[:SIZE.size] + decoded.encode()
+            response = response[: SIZE.size] + decoded.encode()
         return response
 
     def _wake(self) -> None:
@@ -269,16 +279,21 @@ class KafkaProxy:
         if decoder is None:
             if (api_key, version) not in self._warned:
                 self._warned.add((api_key, version))
-                log.warning("%s v%d not understood: its addresses are not rewritten and clients may "
-                            "connect to the broker directly", API_NAMES[api_key], version)
+                log.warning(
+                    "%s v%d not understood: its addresses are not rewritten and clients may "
+                    "connect to the broker directly",
+                    API_NAMES[api_key],
+                    version,
+                )
             return response
-        decoded = decoder.decode(response[SIZE.size:])
+        decoded = decoder.decode(response[SIZE.size :])
         if api_key == METADATA:
-            decoded.brokers = [(node_id, self.host, self.port, *rest)
-                               for node_id, _host, _port, *rest in decoded.brokers]
+            decoded.brokers = [
+                (node_id, self.host, self.port, *rest) for node_id, _host, _port, *rest in decoded.brokers
+            ]
         elif decoded.error_code == 0:
             decoded.host, decoded.port = self.host, self.port
-        return response[:SIZE.size] + decoded.encode()
+        return response[: SIZE.size] + decoded.encode()
 
 
 async def serve(host: str, listen_port: int, upstream_port: int, status: IO[str] | None = None) -> None:
@@ -303,8 +318,12 @@ async def serve(host: str, listen_port: int, upstream_port: int, status: IO[str]
         proxy.restore()
         report("restored")
 
-    for sig, handler in ((signal.SIGTERM, stop.set), (signal.SIGINT, stop.set),
-                         (signal.SIGUSR1, cut), (signal.SIGUSR2, restore)):
+    for sig, handler in (
+        (signal.SIGTERM, stop.set),
+        (signal.SIGINT, stop.set),
+        (signal.SIGUSR1, cut),
+        (signal.SIGUSR2, restore),
+    ):
         loop.add_signal_handler(sig, handler)
     await proxy.start()
     report("listening")

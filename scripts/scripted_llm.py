@@ -57,11 +57,16 @@ class ScriptedLLM:
         self.timeline.append((received, time.monotonic()))
         if isinstance(reply, int):
             return web.json_response({"error": {"message": "scripted failure"}}, status=reply)
-        return web.json_response({
-            "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": 0, "model": "scripted",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply}}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-        })
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{len(self.requests)}",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "scripted",
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply}}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            }
+        )
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -69,8 +74,14 @@ class ScriptedLLM:
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = [{"object": "embedding", "index": i, "embedding": embed(t)} for i, t in enumerate(texts)]
         tokens = sum(len(t.split()) for t in texts)
-        return web.json_response({"object": "list", "data": data, "model": body.get("model", "scripted"),
-                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model", "scripted"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
 
     async def start(self) -> None:
         app = web.Application()

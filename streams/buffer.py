@@ -17,10 +17,16 @@ from pydantic import ValidationError
 
 from streams.limits import Limits
 from streams.records import (
-    BlobInserted, BlobType, BufferedBlob, BufferFlushed, ChatMessage, Content, FlushReason, derived_id,
+    BlobInserted,
+    BlobType,
+    BufferedBlob,
+    BufferFlushed,
+    ChatMessage,
+    Content,
+    FlushReason,
+    derived_id,
 )
 from streams.tokens import count_tokens
-
 
 
 class Window(Content):
@@ -44,39 +50,52 @@ def chat_blob(record: BlobInserted, limits: Limits) -> BufferedBlob:
     if not isinstance(messages, list) or not messages:
         raise ValueError("blob_data.messages: a chat blob needs a non-empty list of messages")
     if len(messages) > limits.blob_messages:
-        raise ValueError(f"blob_data.messages: {len(messages)} messages, at most {limits.blob_messages} per blob "
-                         "(MEMSTREAM_MAX_BLOB_MESSAGES)")
+        raise ValueError(
+            f"blob_data.messages: {len(messages)} messages, at most {limits.blob_messages} per blob "
+            "(MEMSTREAM_MAX_BLOB_MESSAGES)"
+        )
     try:
         parsed = [ChatMessage.model_validate(m) for m in messages]
     except ValidationError as exc:
         raise ValueError(f"blob_data.messages: {str(exc).splitlines()[0]}") from None
     blob = BufferedBlob(blob_id=record.blob_id, task_id=record.task_id, created_at=record.created_at, messages=parsed)
     if (size := blob_bytes(blob)) > limits.blob_bytes:
-        raise ValueError(f"blob_data: {size} bytes once stored, at most {limits.blob_bytes} per blob (MEMSTREAM_MAX_BLOB_BYTES)")
+        raise ValueError(
+            f"blob_data: {size} bytes once stored, at most {limits.blob_bytes} per blob (MEMSTREAM_MAX_BLOB_BYTES)"
+        )
     return blob
 
 
 def _weigh(window: Window, blob: BufferedBlob) -> Window:
-    return window.model_copy(update={
-        "blobs": (*window.blobs, blob),
-        "tokens": window.tokens + sum(count_tokens(m.content) for m in blob.messages),
-        "bytes": window.bytes + blob_bytes(blob),
-        "messages": window.messages + len(blob.messages),
-    })
+    return window.model_copy(
+        update={
+            "blobs": (*window.blobs, blob),
+            "tokens": window.tokens + sum(count_tokens(m.content) for m in blob.messages),
+            "bytes": window.bytes + blob_bytes(blob),
+            "messages": window.messages + len(blob.messages),
+        }
+    )
 
 
 def _full(window: Window, limits: Limits) -> bool:
-    return (window.tokens >= limits.buffer_tokens or window.bytes >= limits.buffer_bytes
-            or window.messages >= limits.buffer_messages)
+    return (
+        window.tokens >= limits.buffer_tokens
+        or window.bytes >= limits.buffer_bytes
+        or window.messages >= limits.buffer_messages
+    )
 
 
 def add(window: Window | None, blob: BufferedBlob, at: datetime, limits: Limits) -> tuple[Window | None, list[Window]]:
     """The window after ``blob`` joins it, and the windows this closed by size (oldest first):
     the open one when ``blob`` would take it past a bound, then the new one if ``blob`` fills it."""
     closed: list[Window] = []
-    if window is not None and window.blobs and (
-        window.bytes + blob_bytes(blob) > limits.buffer_bytes
-        or window.messages + len(blob.messages) > limits.buffer_messages
+    if (
+        window is not None
+        and window.blobs
+        and (
+            window.bytes + blob_bytes(blob) > limits.buffer_bytes
+            or window.messages + len(blob.messages) > limits.buffer_messages
+        )
     ):
         closed.append(window)
         window = None

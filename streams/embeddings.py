@@ -36,4 +36,6 @@ class Embedder:
 def make_embedder(settings: Settings) -> Embedder | None:
     if not settings.embedding_base_url:
         return None
-    return Embedder(settings.embedding_base_url, settings.embedding_api_key, settings.embedding_model, settings.llm_timeout)
+    return Embedder(
+        settings.embedding_base_url, settings.embedding_api_key, settings.embedding_model, settings.llm_timeout
+    )

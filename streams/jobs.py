@@ -132,7 +132,9 @@ def keep_tags(tags: list[EventTag], config: ProjectConfig) -> list[EventTag]:
     return list(kept.values())
 
 
-def event_data(changes: list[ProfileSlotChanged], extraction: Extraction, config: ProjectConfig, limits: Limits) -> EventData:
+def event_data(
+    changes: list[ProfileSlotChanged], extraction: Extraction, config: ProjectConfig, limits: Limits
+) -> EventData:
     return EventData(
         profile_delta=[
             ProfileDelta(content=c.content, attributes={"topic": c.topic, "sub_topic": c.sub_topic})
@@ -163,14 +165,22 @@ class Jobs:
             return await self._extract(job)
         return await self._embed(job)
 
-    async def _searchable(self, cause: EventEdited | BufferFlushed, event_id: str, data: EventData, id_base: str,
-                          **fields: object) -> EventRecorded:
+    async def _searchable(
+        self, cause: EventEdited | BufferFlushed, event_id: str, data: EventData, id_base: str, **fields: object
+    ) -> EventRecorded:
         embedding, gists = await retrying(
             self._policy, f"embedding event {event_id}", lambda: searchable(data, id_base, self._embedder, self._limits)
         )
         return EventRecorded(
-            project_id=cause.project_id, user_id=cause.user_id, record_id=derived_id(id_base, "event"), seq=0,
-            event_id=event_id, event_data=data, embedding=embedding, gists=gists, **fields,  # type: ignore[arg-type]
+            project_id=cause.project_id,
+            user_id=cause.user_id,
+            record_id=derived_id(id_base, "event"),
+            seq=0,
+            event_id=event_id,
+            event_data=data,
+            embedding=embedding,
+            gists=gists,
+            **fields,  # type: ignore[arg-type]
         )
 
     async def _extract(self, job: ExtractFlush) -> Extracted | JobFailed:
@@ -207,8 +217,13 @@ class Jobs:
         edit = job.edit
         try:
             event = await self._searchable(
-                edit, edit.event_id, edit.event_data, edit.record_id,
-                flush_id=edit.record_id, retired_gist_ids=edit.gist_ids, created_at=edit.created_at,
+                edit,
+                edit.event_id,
+                edit.event_data,
+                edit.record_id,
+                flush_id=edit.record_id,
+                retired_gist_ids=edit.gist_ids,
+                created_at=edit.created_at,
             )
         except asyncio.CancelledError:
             raise

@@ -56,7 +56,10 @@ class LLMExtractor:
                 model=self._model,
                 messages=request,
                 temperature=0,
-                response_format={"type": "json_schema", "json_schema": {"name": "profile_extraction", "schema": schema}},
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "profile_extraction", "schema": schema},
+                },
             )
         except OpenAIError as exc:
             raise ExtractionFailed(f"LLM call failed: {type(exc).__name__}: {exc}") from exc

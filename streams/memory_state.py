@@ -33,7 +33,9 @@ from streams.records import (
 )
 
 _QUEUED: TypeAdapter[Queued] = TypeAdapter(
-    Annotated[Union[BufferFlushed, ProfileEdited, EventEdited, EventDeleted, FlushRequested], Field(discriminator="kind")]
+    Annotated[
+        Union[BufferFlushed, ProfileEdited, EventEdited, EventDeleted, FlushRequested], Field(discriminator="kind")
+    ]
 )
 _BLOB = TypeAdapter(BufferedBlob)
 
@@ -57,12 +59,25 @@ class _Header(Content):
 
 def _header(memory: UserMemory) -> _Header:
     window = memory.window
-    weights = None if window is None else _WindowWeights(
-        blob_type=window.blob_type, tokens=window.tokens, bytes=window.bytes, messages=window.messages,
-        last_at=window.last_at, blob_ids=[b.blob_id for b in window.blobs],
+    weights = (
+        None
+        if window is None
+        else _WindowWeights(
+            blob_type=window.blob_type,
+            tokens=window.tokens,
+            bytes=window.bytes,
+            messages=window.messages,
+            last_at=window.last_at,
+            blob_ids=[b.blob_id for b in window.blobs],
+        )
     )
-    return _Header(seq=memory.seq, created_at=memory.created_at, window=weights,
-                   queue=[queued_id(item) for item in memory.queue], running=memory.running)
+    return _Header(
+        seq=memory.seq,
+        created_at=memory.created_at,
+        window=weights,
+        queue=[queued_id(item) for item in memory.queue],
+        running=memory.running,
+    )
 
 
 def _parts(memory: UserMemory | None) -> tuple[dict[str, BufferedBlob], dict[str, Slot], dict[str, Queued]]:
@@ -110,11 +125,22 @@ def restore(records: dict[str, bytes]) -> dict[str, UserMemory]:
         window = None
         if header.window is not None:
             w = header.window
-            window = Window(blob_type=w.blob_type, blobs=tuple(blobs[i] for i in w.blob_ids), tokens=w.tokens,
-                            bytes=w.bytes, messages=w.messages, last_at=w.last_at)
+            window = Window(
+                blob_type=w.blob_type,
+                blobs=tuple(blobs[i] for i in w.blob_ids),
+                tokens=w.tokens,
+                bytes=w.bytes,
+                messages=w.messages,
+                last_at=w.last_at,
+            )
         memories[user] = UserMemory(
-            project_id=project_id, user_id=user_id, seq=header.seq, created_at=header.created_at, window=window,
-            slots={slot_key(s.topic, s.sub_topic): s for s in slots}, queue=tuple(queued[i] for i in header.queue),
+            project_id=project_id,
+            user_id=user_id,
+            seq=header.seq,
+            created_at=header.created_at,
+            window=window,
+            slots={slot_key(s.topic, s.sub_topic): s for s in slots},
+            queue=tuple(queued[i] for i in header.queue),
             running=header.running,
         )
     return memories

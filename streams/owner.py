@@ -134,17 +134,34 @@ class _Stating:
         self.update(slots=slots)
 
     def applied(self, edit: Record, outcome: str, reason: str = "", profile_ids: list[str] | None = None) -> None:
-        self.state(EditApplied(
-            project_id=edit.project_id, user_id=edit.user_id, record_id=derived_id(edit.record_id, "applied"), seq=0,
-            edit_id=edit.record_id, outcome=outcome, reason=reason, profile_ids=profile_ids or [],  # type: ignore[arg-type]
-        ))
+        self.state(
+            EditApplied(
+                project_id=edit.project_id,
+                user_id=edit.user_id,
+                record_id=derived_id(edit.record_id, "applied"),
+                seq=0,
+                edit_id=edit.record_id,
+                outcome=outcome,
+                reason=reason,
+                profile_ids=profile_ids or [],  # type: ignore[arg-type]
+            )
+        )
 
     def finish(self, cause: Record, flush_id: str, task_ids: list[str], blob_ids: list[str], **outcome: object) -> None:
-        self.state(TaskFinished(
-            project_id=cause.project_id, user_id=cause.user_id, record_id=derived_id(flush_id, "finished"), seq=0,
-            flush_id=flush_id, blob_type=getattr(cause, "blob_type", "chat"), task_ids=task_ids, blob_ids=blob_ids,
-            status=outcome.pop("status", "completed"), **outcome,  # type: ignore[arg-type]
-        ))
+        self.state(
+            TaskFinished(
+                project_id=cause.project_id,
+                user_id=cause.user_id,
+                record_id=derived_id(flush_id, "finished"),
+                seq=0,
+                flush_id=flush_id,
+                blob_type=getattr(cause, "blob_type", "chat"),
+                task_ids=task_ids,
+                blob_ids=blob_ids,
+                status=outcome.pop("status", "completed"),
+                **outcome,  # type: ignore[arg-type]
+            )
+        )
 
 
 def _data_problem(data: object, what: str) -> str | None:
@@ -193,8 +210,14 @@ class Owner:
             case UserDeleted():
                 void = bool(memory.queue) and memory.running
                 s.step.memory = UserMemory(memory.project_id, memory.user_id, seq=memory.seq)
-                s.state(UserForgotten(project_id=command.project_id, user_id=command.user_id,
-                                      record_id=derived_id(command.record_id, "forgotten"), seq=0))
+                s.state(
+                    UserForgotten(
+                        project_id=command.project_id,
+                        user_id=command.user_id,
+                        record_id=derived_id(command.record_id, "forgotten"),
+                        seq=0,
+                    )
+                )
                 s.step.void_job = void
                 return s.step
             case BlobInserted():
@@ -241,7 +264,11 @@ class Owner:
     def on_idle(self, memory: UserMemory, now: datetime, idle_after: float) -> Step:
         """Close the open window if nothing joined it for ``idle_after`` seconds."""
         window = memory.window
-        if window is None or (now - window.last_at).total_seconds() < idle_after or len(memory.queue) >= self.max_queued:
+        if (
+            window is None
+            or (now - window.last_at).total_seconds() < idle_after
+            or len(memory.queue) >= self.max_queued
+        ):
             return Step(memory)
         s = _Stating(memory, now)
         s.update(window=None)
@@ -257,7 +284,9 @@ class Owner:
             s.finish(command, command.task_id, [command.task_id], [], status="failed", error=reason)
         elif isinstance(command, FlushReplayed):
             flush = command.flush
-            s.finish(flush, flush.flush_id, flush.task_ids, [b.blob_id for b in flush.blobs], status="failed", error=reason)
+            s.finish(
+                flush, flush.flush_id, flush.task_ids, [b.blob_id for b in flush.blobs], status="failed", error=reason
+            )
         elif isinstance(command, (ProfileEdited, EventEdited, EventDeleted)):
             s.applied(command, "failed", reason)
         return s.step
@@ -266,8 +295,16 @@ class Owner:
 
     def _store_user(self, s: _Stating, cause: Record, data: dict[str, object]) -> None:
         created = s.memory.created_at or cause.occurred_at
-        s.state(UserStored(project_id=cause.project_id, user_id=cause.user_id,
-                           record_id=derived_id(cause.record_id, "user"), seq=0, data=data, created_at=created))
+        s.state(
+            UserStored(
+                project_id=cause.project_id,
+                user_id=cause.user_id,
+                record_id=derived_id(cause.record_id, "user"),
+                seq=0,
+                data=data,
+                created_at=created,
+            )
+        )
         s.update(created_at=created)
 
     def _store_user_if_new(self, s: _Stating, cause: Record) -> None:
@@ -277,8 +314,13 @@ class Owner:
 
     def _blob(self, s: _Stating, blob: BlobInserted) -> None:
         stored = {k: getattr(blob, k) for k in ("blob_id", "task_id", "blob_type", "blob_data", "fields", "created_at")}
-        fact = BlobStored(project_id=blob.project_id, user_id=blob.user_id, record_id=derived_id(blob.record_id, "stored"),
-                          seq=0, **stored)
+        fact = BlobStored(
+            project_id=blob.project_id,
+            user_id=blob.user_id,
+            record_id=derived_id(blob.record_id, "stored"),
+            seq=0,
+            **stored,
+        )
         if blob.blob_type not in BUFFERED_BLOB_TYPES:  # stored only: its task is done once it is
             self._store_user_if_new(s, blob)
             s.state(fact)
@@ -295,8 +337,15 @@ class Owner:
             self._closed(s, close(full, blob.project_id, blob.user_id, flush_id_for(full, "size"), "size"))
 
     def _drop_blob(self, s: _Stating, command: BlobDeleted) -> None:
-        s.state(BlobDropped(project_id=command.project_id, user_id=command.user_id,
-                            record_id=derived_id(command.record_id, "dropped"), seq=0, blob_id=command.blob_id))
+        s.state(
+            BlobDropped(
+                project_id=command.project_id,
+                user_id=command.user_id,
+                record_id=derived_id(command.record_id, "dropped"),
+                seq=0,
+                blob_id=command.blob_id,
+            )
+        )
         memory = s.memory
         window = memory.window
         if window is not None and (gone := next((b for b in window.blobs if b.blob_id == command.blob_id), None)):
@@ -315,7 +364,9 @@ class Owner:
             left = [b for b in blobs if b.blob_id != command.blob_id]
             s.finish(command, derived_id(gone.task_id, "dropped"), [gone.task_id], [])
             if left:
-                kept.append(item.model_copy(update={"blobs": left, "task_ids": [t for t in item.task_ids if t != gone.task_id]}))
+                kept.append(
+                    item.model_copy(update={"blobs": left, "task_ids": [t for t in item.task_ids if t != gone.task_id]})
+                )
             else:
                 others = [t for t in item.task_ids if t != gone.task_id]
                 if others:
@@ -334,11 +385,19 @@ class Owner:
             s.finish(request, request.task_id, [request.task_id], [])
 
     def _closed(self, s: _Stating, flushed: BufferFlushed) -> None:
-        s.state(BufferClosed(
-            project_id=flushed.project_id, user_id=flushed.user_id, record_id=derived_id(flushed.flush_id, "closed", str(s.memory.seq)),
-            seq=0, flush_id=flushed.flush_id, blob_type=flushed.blob_type, reason=flushed.reason,
-            blob_ids=[b.blob_id for b in flushed.blobs], task_ids=flushed.task_ids,
-        ))
+        s.state(
+            BufferClosed(
+                project_id=flushed.project_id,
+                user_id=flushed.user_id,
+                record_id=derived_id(flushed.flush_id, "closed", str(s.memory.seq)),
+                seq=0,
+                flush_id=flushed.flush_id,
+                blob_type=flushed.blob_type,
+                reason=flushed.reason,
+                blob_ids=[b.blob_id for b in flushed.blobs],
+                task_ids=flushed.task_ids,
+            )
+        )
         s.update(queue=(*s.memory.queue, flushed))
 
     # --- the queue ---------------------------------------------------------------------------------
@@ -363,10 +422,22 @@ class Owner:
                 if changes:
                     s.applied(head, "applied", profile_ids=live)
                 else:
-                    s.applied(head, "ignored", f"no slot {head.profile_id} to {head.op}" if head.profile_id else "nothing to write")
+                    s.applied(
+                        head,
+                        "ignored",
+                        f"no slot {head.profile_id} to {head.op}" if head.profile_id else "nothing to write",
+                    )
             elif isinstance(head, EventDeleted):
-                s.state(EventDropped(project_id=head.project_id, user_id=head.user_id, record_id=derived_id(head.record_id, "dropped"),
-                                     seq=0, event_id=head.event_id, gist_ids=head.gist_ids))
+                s.state(
+                    EventDropped(
+                        project_id=head.project_id,
+                        user_id=head.user_id,
+                        record_id=derived_id(head.record_id, "dropped"),
+                        seq=0,
+                        event_id=head.event_id,
+                        gist_ids=head.gist_ids,
+                    )
+                )
                 s.applied(head, "applied")
             else:
                 s.finish(head, head.task_id, [head.task_id], [])
@@ -375,22 +446,34 @@ class Owner:
     def _flush_done(self, s: _Stating, flushed: BufferFlushed, result: JobResult) -> None:
         spent = result.usage if isinstance(result, (Extracted, JobFailed)) else None
         if spent is not None and spent.calls:
-            s.state(UsageRecorded(
-                project_id=flushed.project_id, user_id=flushed.user_id, seq=0,
-                record_id=derived_id(flushed.flush_id, "usage", str(s.memory.seq)), source_id=flushed.flush_id,
-                **spent.model_dump(),
-            ))
+            s.state(
+                UsageRecorded(
+                    project_id=flushed.project_id,
+                    user_id=flushed.user_id,
+                    seq=0,
+                    record_id=derived_id(flushed.flush_id, "usage", str(s.memory.seq)),
+                    source_id=flushed.flush_id,
+                    **spent.model_dump(),
+                )
+            )
         blob_ids = [b.blob_id for b in flushed.blobs]
         if isinstance(result, Extracted):
             s.change_slots(result.changes)
             s.state(result.event)
-            s.finish(flushed, flushed.flush_id, flushed.task_ids, blob_ids,
-                     outcomes=[outcome_of(result.changes, result.event.event_id)])
+            s.finish(
+                flushed,
+                flushed.flush_id,
+                flushed.task_ids,
+                blob_ids,
+                outcomes=[outcome_of(result.changes, result.event.event_id)],
+            )
         else:
             error = result.error if isinstance(result, JobFailed) else "the job answered for another kind of work"
             s.finish(flushed, flushed.flush_id, flushed.task_ids, blob_ids, status="failed", error=error)
             s.step.parked.append(Parked(flushed, error))
 
     def _queue_full(self, memory: UserMemory) -> str:
-        return (f"user {memory.user_id} has {len(memory.queue)} flushes and edits waiting for extraction "
-                f"(at most {self.max_queued}, MEMSTREAM_MAX_QUEUED); send more once they are done")
+        return (
+            f"user {memory.user_id} has {len(memory.queue)} flushes and edits waiting for extraction "
+            f"(at most {self.max_queued}, MEMSTREAM_MAX_QUEUED); send more once they are done"
+        )

@@ -87,16 +87,18 @@ def _topics(spec: dict[str, list[str]]) -> list[Topic]:
     return [Topic(topic=name, sub_topics=[SubTopic(name=s) for s in subs]) for name, subs in spec.items()]
 
 
-DEFAULT_TOPICS: list[Topic] = _topics({
-    "basic_info": ["name", "age", "gender", "birth_date", "city", "nationality", "language"],
-    "contact_info": ["email", "phone", "social_media"],
-    "education": ["school", "degree", "major", "graduation_year"],
-    "demographics": ["marital_status", "children", "household", "religion"],
-    "work": ["company", "title", "industry", "skills", "work_style"],
-    "interest": ["likes", "dislikes", "hobbies", "books", "movies", "music", "food", "sports", "travel"],
-    "psychological": ["personality", "values", "goals", "worries", "motivations"],
-    "life_event": ["marriage", "relocation", "health", "milestones", "job_change"],
-})
+DEFAULT_TOPICS: list[Topic] = _topics(
+    {
+        "basic_info": ["name", "age", "gender", "birth_date", "city", "nationality", "language"],
+        "contact_info": ["email", "phone", "social_media"],
+        "education": ["school", "degree", "major", "graduation_year"],
+        "demographics": ["marital_status", "children", "household", "religion"],
+        "work": ["company", "title", "industry", "skills", "work_style"],
+        "interest": ["likes", "dislikes", "hobbies", "books", "movies", "music", "food", "sports", "travel"],
+        "psychological": ["personality", "values", "goals", "worries", "motivations"],
+        "life_event": ["marriage", "relocation", "health", "milestones", "job_change"],
+    }
+)
 
 DEFAULT = ProjectConfig()
 
@@ -143,8 +145,12 @@ def _line_of(node: yaml.Node, loc: tuple[Any, ...]) -> int:
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     model: type[BaseModel] = ProjectConfig
-    nested = {"overwrite_user_profiles": Topic, "additional_user_profiles": Topic, "sub_topics": SubTopic,
-              "event_tags": EventTagSpec}
+    nested = {
+        "overwrite_user_profiles": Topic,
+        "additional_user_profiles": Topic,
+        "sub_topics": SubTopic,
+        "event_tags": EventTagSpec,
+    }
     for step in loc[:-1]:
         if isinstance(step, str) and step in nested:
             model = nested[step]

@@ -32,7 +32,7 @@ def project_of_token(token: str) -> str | None:
     """The project a well-formed project token names, or None."""
     if not token.startswith(PREFIX):
         return None
-    project, _, secret = token[len(PREFIX):].rpartition("-")
+    project, _, secret = token[len(PREFIX) :].rpartition("-")
     if not project or not secret or not _NAME.match(project):
         return None
     return project

@@ -23,14 +23,18 @@ class ProjectDirectory:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self._topic = topic
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",
             isolation_level="read_committed",
         )
         # Asks for the end offsets on connections of its own: the reader's connection is usually held
         # by a fetch waiting for records (as a broker holds an empty fetch), and a broker answers one
         # request per connection at a time.
-        self._ends = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                      isolation_level="read_committed")
+        self._ends = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, isolation_level="read_committed"
+        )
         self._configs: dict[str, ProjectConfig] = {}
         self._token_hashes: dict[str, str] = {}
         self._partitions: list[TopicPartition] = []
@@ -101,4 +105,6 @@ class ProjectDirectory:
             try:
                 self._configs[record.project_id] = parse(record.config_yaml)
             except ConfigError as exc:  # the API validated it; a bad one here is logged, not fatal
-                log.error("project %s: stored config does not parse (%s); keeping the previous one", record.project_id, exc)
+                log.error(
+                    "project %s: stored config does not parse (%s); keeping the previous one", record.project_id, exc
+                )

@@ -369,15 +369,33 @@ class ProjectConfigSet(Record):
 
 Command = Annotated[
     Union[
-        UserCreated, UserUpdated, UserDeleted, BlobInserted, BlobDeleted, FlushRequested,
-        ProfileEdited, EventEdited, EventDeleted, FlushReplayed,
+        UserCreated,
+        UserUpdated,
+        UserDeleted,
+        BlobInserted,
+        BlobDeleted,
+        FlushRequested,
+        ProfileEdited,
+        EventEdited,
+        EventDeleted,
+        FlushReplayed,
     ],
     Field(discriminator="kind"),
 ]
 MemoryFact = Annotated[
     Union[
-        UserStored, UserForgotten, BlobStored, BlobDropped, BufferClosed, ProfileSlotChanged,
-        EventRecorded, EventDropped, UsageRecorded, EditApplied, TaskFinished, OwnerProgress,
+        UserStored,
+        UserForgotten,
+        BlobStored,
+        BlobDropped,
+        BufferClosed,
+        ProfileSlotChanged,
+        EventRecorded,
+        EventDropped,
+        UsageRecorded,
+        EditApplied,
+        TaskFinished,
+        OwnerProgress,
     ],
     Field(discriminator="kind"),
 ]

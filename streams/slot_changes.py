@@ -26,11 +26,21 @@ def normalise(name: str) -> str:
 
 
 def _slot_change(
-    cause: Record, index: int, op: Op, topic: str, sub_topic: str, content: str, slot: Slot | None,
-    profile: Profile, source_id: str, source: Literal["flush", "manual"],
+    cause: Record,
+    index: int,
+    op: Op,
+    topic: str,
+    sub_topic: str,
+    content: str,
+    slot: Slot | None,
+    profile: Profile,
+    source_id: str,
+    source: Literal["flush", "manual"],
 ) -> ProfileSlotChanged:
     """The change ``index`` of ``cause`` to ``slot`` (a new one at topic::sub_topic when None)."""
-    profile_id = slot.profile_id if slot else new_slot_id(profile, cause.project_id, cause.user_id, topic, sub_topic, source_id)
+    profile_id = (
+        slot.profile_id if slot else new_slot_id(profile, cause.project_id, cause.user_id, topic, sub_topic, source_id)
+    )
     return ProfileSlotChanged(
         project_id=cause.project_id,
         user_id=cause.user_id,
@@ -61,8 +71,12 @@ def plan_changes(
     changes: list[ProfileSlotChanged] = []
     current = profile
     if len(extraction.changes) > limits.changes_per_flush:
-        log.warning("flush %s: the extractor answered %d changes; keeping the first %d",
-                    flushed.flush_id, len(extraction.changes), limits.changes_per_flush)
+        log.warning(
+            "flush %s: the extractor answered %d changes; keeping the first %d",
+            flushed.flush_id,
+            len(extraction.changes),
+            limits.changes_per_flush,
+        )
     for index, change in enumerate(extraction.changes[: limits.changes_per_flush]):
         topic, sub_topic = normalise(change.topic), normalise(change.sub_topic)
         key = slot_key(topic, sub_topic)
@@ -79,7 +93,9 @@ def plan_changes(
             continue
         else:
             op = "update" if previous else "add"
-        slot_change = _slot_change(flushed, index, op, topic, sub_topic, content, previous, current, flushed.flush_id, "flush")
+        slot_change = _slot_change(
+            flushed, index, op, topic, sub_topic, content, previous, current, flushed.flush_id, "flush"
+        )
         current = apply(current, slot_change)
         changes.append(slot_change)
     return changes

@@ -32,8 +32,14 @@ def topic_configs(settings: Settings, compacted: bool = False) -> dict[str, str]
 
 
 def topic_names(settings: Settings) -> list[str]:
-    return [settings.topic_ingest, settings.topic_memory, settings.topic_state, settings.topic_dead_letter,
-            settings.topic_projects, settings.topic_progress]
+    return [
+        settings.topic_ingest,
+        settings.topic_memory,
+        settings.topic_state,
+        settings.topic_dead_letter,
+        settings.topic_projects,
+        settings.topic_progress,
+    ]
 
 
 async def ensure_topics(settings: Settings) -> None:
@@ -45,8 +51,14 @@ async def ensure_topics(settings: Settings) -> None:
         if not missing:
             return
         new = [
-            NewTopic(name, settings.topic_partitions, settings.topic_replication,
-                     topic_configs=topic_configs(settings, compacted=name in (settings.topic_state, settings.topic_progress)))
+            NewTopic(
+                name,
+                settings.topic_partitions,
+                settings.topic_replication,
+                topic_configs=topic_configs(
+                    settings, compacted=name in (settings.topic_state, settings.topic_progress)
+                ),
+            )
             for name in missing
         ]
         try:

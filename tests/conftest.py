@@ -51,13 +51,23 @@ def make_settings(broker: LocalBroker) -> Callable[..., Settings]:
     def make(**overrides: object) -> Settings:
         n = next(_counter)
         names = {
-            "topic_ingest": f"t{n}.ingest", "topic_state": f"t{n}.state", "topic_progress": f"t{n}.progress",
-            "topic_memory": f"t{n}.memory", "topic_dead_letter": f"t{n}.dead-letter",
+            "topic_ingest": f"t{n}.ingest",
+            "topic_state": f"t{n}.state",
+            "topic_progress": f"t{n}.progress",
+            "topic_memory": f"t{n}.memory",
+            "topic_dead_letter": f"t{n}.dead-letter",
             "topic_projects": f"t{n}.projects",
-            "app_id": f"memstream-t{n}", "projection_group": f"projections-t{n}",
+            "app_id": f"memstream-t{n}",
+            "projection_group": f"projections-t{n}",
         }
-        base = {"kafka_bootstrap": broker.bootstrap, "root_token": TOKEN, "port": free_port(),
-                "topic_partitions": 2, "llm_backoff": 0.05, "wait_timeout": 30.0}
+        base = {
+            "kafka_bootstrap": broker.bootstrap,
+            "root_token": TOKEN,
+            "port": free_port(),
+            "topic_partitions": 2,
+            "llm_backoff": 0.05,
+            "wait_timeout": 30.0,
+        }
         return Settings(**{**base, **names, **overrides})
 
     return make

@@ -33,12 +33,16 @@ class PageQuery(BaseModel):
 
 
 @routes.post("/api/v1/blobs/insert/{user_id}")
-@endpoint("Insert a blob; it is processed later unless wait_process=true", query=WaitQuery, body=InsertBlobBody, data=Accepted)
+@endpoint(
+    "Insert a blob; it is processed later unless wait_process=true", query=WaitQuery, body=InsertBlobBody, data=Accepted
+)
 async def insert_blob(request: web.Request, query: WaitQuery, body: InsertBlobBody) -> web.Response:
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
     timeout = query.timeout(d.settings.wait_timeout)
-    record = bounded(new_blob(project, user_id, body.blob_type, body.checked_data(), body.fields, body.created_at),
-                     d.settings.limits())
+    record = bounded(
+        new_blob(project, user_id, body.blob_type, body.checked_data(), body.fields, body.created_at),
+        d.settings.limits(),
+    )
     answer = {"id": record.blob_id, "task_id": record.task_id}
     if not query.wait_process:
         await d.producer.send(d.settings.topic_ingest, record)
@@ -71,7 +75,9 @@ async def delete_blob(request: web.Request) -> web.Response:
     """Always sent: the blob may be in the log and not yet readable. Returns once it is gone."""
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
     blob_id = params.path(request, "blob_id")
-    await write_readable(d, BlobDeleted(project_id=project, user_id=user_id, blob_id=blob_id), f"the delete of blob {blob_id}")
+    await write_readable(
+        d, BlobDeleted(project_id=project, user_id=user_id, blob_id=blob_id), f"the delete of blob {blob_id}"
+    )
     return ok()
 
 

@@ -23,10 +23,14 @@ class BufferStatusQuery(BaseModel):
 
 
 @routes.post("/api/v1/users/buffer/{user_id}/{blob_type}")
-@endpoint("Flush the user's buffer; the envelope carries the flush's task_id", query=WaitQuery, data=list[ChatModalResponse])
+@endpoint(
+    "Flush the user's buffer; the envelope carries the flush's task_id", query=WaitQuery, data=list[ChatModalResponse]
+)
 async def flush_buffer(request: web.Request, query: WaitQuery) -> web.Response:
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    record = FlushRequested(project_id=project, user_id=user_id, blob_type=params.blob_type(request), task_id=str(uuid.uuid4()))
+    record = FlushRequested(
+        project_id=project, user_id=user_id, blob_type=params.blob_type(request), task_id=str(uuid.uuid4())
+    )
     if not query.wait_process:
         await d.producer.send(d.settings.topic_ingest, record)
         return ok([], task_id=record.task_id)

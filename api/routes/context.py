@@ -44,7 +44,9 @@ class Context(BaseModel):
 
 class ContextQuery(TopicsQuery):
     max_token_size: int = Field(
-        DEFAULT_BUDGET, ge=0, le=MAX_COUNT,
+        DEFAULT_BUDGET,
+        ge=0,
+        le=MAX_COUNT,
         description=f"most tokens in the context (cl100k); 0: the default {DEFAULT_BUDGET} (Memobase's Go SDK sends 0 when unset)",
     )
     profile_event_ratio: float = Field(0.6, ge=0, le=1, description="share of the budget for the profile")
@@ -54,7 +56,9 @@ class ContextQuery(TopicsQuery):
     )
     require_event_summary: bool = Field(False, description="leave out events without a summary")
     time_range_in_days: int = Field(180, ge=1, le=36_500, description="only events from the last this many days")
-    event_similarity_threshold: float = Field(0.2, ge=0, le=1, description="lowest similarity of events found for chats_str")
+    event_similarity_threshold: float = Field(
+        0.2, ge=0, le=1, description="lowest similarity of events found for chats_str"
+    )
     full_profile_and_only_search_event: bool = Field(True, description="false: chats_str also ranks the profile")
 
 
@@ -65,8 +69,14 @@ async def _events(
     if chats:
         text = truncate_to_tokens("\n".join(m.content for m in chats[-QUERY_MESSAGES:]), QUERY_TOKENS)
         return await search_events(
-            d.store, project, user_id, query=text, query_embedding=await query_embedding(d, text),
-            topk=EVENT_CANDIDATES, similarity_threshold=query.event_similarity_threshold, time_range_in_days=days,
+            d.store,
+            project,
+            user_id,
+            query=text,
+            query_embedding=await query_embedding(d, text),
+            topk=EVENT_CANDIDATES,
+            similarity_threshold=query.event_similarity_threshold,
+            time_range_in_days=days,
         )
     return await recent_events(
         d.store, project, user_id, EVENT_CANDIDATES, time_range_in_days=days, need_summary=query.require_event_summary

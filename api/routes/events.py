@@ -40,8 +40,11 @@ def _text_values(attributes: Any) -> Any:
         return {}
     if not isinstance(attributes, dict):
         return attributes
-    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in attributes.items()
-            if value is not None}
+    return {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in attributes.items()
+        if value is not None
+    }
 
 
 class PatchDelta(ProfileDelta):
@@ -175,7 +178,9 @@ class FoundGists(BaseModel):
 
 async def _criteria(d: Deps, query: SearchQuery) -> Criteria:
     text = query.query.strip()
-    return Criteria(text, await query_embedding(d, text), query.topk, query.similarity_threshold, query.time_range_in_days)
+    return Criteria(
+        text, await query_embedding(d, text), query.topk, query.similarity_threshold, query.time_range_in_days
+    )
 
 
 def _mode(criteria: Criteria) -> str:
@@ -188,7 +193,12 @@ async def get_events(request: web.Request, query: EventsQuery) -> web.Response:
     project, user_id = project_of(request), params.user_id(request)
     d = await settled(request, user_id)
     events = await recent_events(
-        d.store, project, user_id, query.topk, time_range_in_days=query.time_range_in_days, need_summary=query.need_summary
+        d.store,
+        project,
+        user_id,
+        query.topk,
+        time_range_in_days=query.time_range_in_days,
+        need_summary=query.need_summary,
     )
     return ok({"events": within_tokens(events, query.max_token_size) if query.max_token_size else events})
 

@@ -36,8 +36,10 @@ async def _send(d: Deps, blob: BlobInserted, flush: FlushRequested) -> None:
 @endpoint("Import a text about the user: one chat message and a flush", query=WaitQuery, body=ImportBody, data=Accepted)
 async def import_profile(request: web.Request, query: WaitQuery, body: ImportBody) -> web.Response:
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    blob = bounded(new_blob(project, user_id, BlobType.chat, {"messages": [{"role": "user", "content": body.context}]}),
-                   d.settings.limits())
+    blob = bounded(
+        new_blob(project, user_id, BlobType.chat, {"messages": [{"role": "user", "content": body.context}]}),
+        d.settings.limits(),
+    )
     flush = FlushRequested(project_id=project, user_id=user_id, blob_type=BlobType.chat, task_id=str(uuid.uuid4()))
     answer = {"id": blob.blob_id, "task_id": blob.task_id}
     if not query.wait_process:

@@ -118,7 +118,9 @@ async def get_profile_list(request: web.Request, query: ProfileQuery) -> web.Res
     project, user_id = project_of(request), params.user_id(request)
     d = await settled(request, user_id)
     spec = replace(
-        query.profile_filter(), topk=query.topk, max_token_size=query.max_token_size or None,
+        query.profile_filter(),
+        topk=query.topk,
+        max_token_size=query.max_token_size or None,
         chats=tuple(m.content for m in query.chats()),
     )
     rows = select_profiles(await list_profiles(d.store, project, user_id), spec)
@@ -146,7 +148,9 @@ async def add_profile(request: web.Request, body: ProfileBody) -> web.Response:
     if await get_user(d.store, project, user_id) is None:
         raise not_found(f"user {user_id}")
     topic, sub_topic = body.slot()
-    record = ProfileEdited(project_id=project, user_id=user_id, op="add", topic=topic, sub_topic=sub_topic, content=body.content)
+    record = ProfileEdited(
+        project_id=project, user_id=user_id, op="add", topic=topic, sub_topic=sub_topic, content=body.content
+    )
     applied = await _edit(d, record, f"the slot {topic}::{sub_topic}")
     return ok({"id": applied.profile_ids[0]})
 
@@ -162,8 +166,13 @@ async def update_profile(request: web.Request, body: ProfileBody) -> web.Respons
     await _existing(d, project, user_id, profile_id)
     topic, sub_topic = body.slot()
     record = ProfileEdited(
-        project_id=project, user_id=user_id, op="update", profile_id=profile_id,
-        topic=topic, sub_topic=sub_topic, content=body.content,
+        project_id=project,
+        user_id=user_id,
+        op="update",
+        profile_id=profile_id,
+        topic=topic,
+        sub_topic=sub_topic,
+        content=body.content,
     )
     if (await _edit(d, record, f"the update of profile {profile_id}")).outcome == "ignored":
         raise not_found(f"profile {profile_id} (deleted before this update's turn)")

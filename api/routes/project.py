@@ -102,8 +102,13 @@ async def update_profile_config(request: web.Request, body: ProfileConfigBody) -
 @endpoint("A page of the project's users, with their profile and event counts", query=UsersQuery, data=UserPage)
 async def project_users(request: web.Request, query: UsersQuery) -> web.Response:
     users, count = await list_users(
-        (await settled(request)).store, project_of(request), search=query.search, order_by=query.order_by,
-        descending=query.order_desc, limit=query.limit, offset=query.offset,
+        (await settled(request)).store,
+        project_of(request),
+        search=query.search,
+        order_by=query.order_by,
+        descending=query.order_desc,
+        limit=query.limit,
+        offset=query.offset,
     )
     return ok({"users": users, "count": count})
 

@@ -38,10 +38,18 @@ class Status(BaseModel):
 
 
 @routes.get("/api/v1/status")
-@endpoint("Lag per consumer group and partition, dead letters by reason, health (root token)", data=Status, root_only=True)
+@endpoint(
+    "Lag per consumer group and partition, dead letters by reason, health (root token)", data=Status, root_only=True
+)
 async def pipeline_status(request: web.Request) -> web.Response:
     d = deps(request)
     problems = d.health()
     groups = {group: [vars(row) for row in rows] for group, rows in (await lags(d.settings)).items()}
-    return ok({"healthy": not problems, "problems": problems, "groups": groups,
-               "dead_letters": await dead_letters_by_reason(d.store)})
+    return ok(
+        {
+            "healthy": not problems,
+            "problems": problems,
+            "groups": groups,
+            "dead_letters": await dead_letters_by_reason(d.store),
+        }
+    )

@@ -41,7 +41,9 @@ def cpu_seconds(pid: int) -> float:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """``settings`` as the ``MEMSTREAM_*`` variables a ``memstream`` process reads."""
-    return {f"MEMSTREAM_{name.upper()}": str(value) for name, value in settings.model_dump().items() if value is not None}
+    return {
+        f"MEMSTREAM_{name.upper()}": str(value) for name, value in settings.model_dump().items() if value is not None
+    }
 
 
 class MemstreamProcess:
@@ -61,8 +63,13 @@ class MemstreamProcess:
         command = [sys.executable, "-c", "from memstream.cli import main; main()", self.role]
         with open(self.log_file, "ab") as out:
             self._process = subprocess.Popen(
-                command, cwd=REPO, env={**os.environ, **settings_env(self.settings)},
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                command,
+                cwd=REPO,
+                env={**os.environ, **settings_env(self.settings)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
 
     def wait_listening(self, timeout: float = 90.0) -> None:
@@ -75,7 +82,9 @@ class MemstreamProcess:
                 return
             except TimeoutError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"memstream {self.role} not listening after {timeout:g}s; see {self.log_file}") from None
+                    raise TimeoutError(
+                        f"memstream {self.role} not listening after {timeout:g}s; see {self.log_file}"
+                    ) from None
 
     def check_alive(self) -> None:
         if self._process is not None and self._process.poll() is not None:
@@ -126,7 +135,12 @@ class Services:
         return self.front.url
 
     def _settings(self, port: int) -> Settings:
-        base = {"kafka_bootstrap": self.broker.bootstrap, "clickhouse_url": self._url, "root_token": TOKEN, "port": port}
+        base = {
+            "kafka_bootstrap": self.broker.bootstrap,
+            "clickhouse_url": self._url,
+            "root_token": TOKEN,
+            "port": port,
+        }
         return Settings(**{**base, **self.overrides})
 
     def _start(self, role: str, index: int, settings: Settings) -> MemstreamProcess:
@@ -157,7 +171,9 @@ class Services:
             raise
         return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         # The memstream processes stop together (each waits for its own graceful shutdown), then
         # what they all use: ClickHouse, then the broker.
         await asyncio.gather(*(asyncio.to_thread(process.stop) for process in self.processes))
@@ -245,9 +261,14 @@ class FinishedTasks:
         self.watched: set[str] = set()
         self.finished: dict[str, float] = {}
         self._changed = asyncio.Event()
-        self._consumer = AIOKafkaConsumer(settings.topic_memory, bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                          auto_offset_reset="latest", enable_auto_commit=False,
-                                          isolation_level="read_committed")
+        self._consumer = AIOKafkaConsumer(
+            settings.topic_memory,
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=None,
+            auto_offset_reset="latest",
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
         self._tail: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> "FinishedTasks":

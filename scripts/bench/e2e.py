@@ -77,7 +77,9 @@ def sample_body(marker: str) -> bytes:
     return json.dumps({"blob_type": "chat", "blob_data": {"messages": [{"role": "user", "content": text}]}}).encode()
 
 
-PRELOAD_BODY = json.dumps({"blob_type": "chat", "blob_data": {"messages": [{"role": "user", "content": "Hello!"}]}}).encode()
+PRELOAD_BODY = json.dumps(
+    {"blob_type": "chat", "blob_data": {"messages": [{"role": "user", "content": "Hello!"}]}}
+).encode()
 
 
 class Sampler:
@@ -105,6 +107,7 @@ class Sampler:
 
     async def preload(self, users: list[str]) -> None:
         """A small blob for each user, left in the user's buffer."""
+
         async def insert(user: str) -> bool:
             return (await self.client.request("POST", f"/blobs/insert/{user}", PRELOAD_BODY))[0]
 
@@ -131,9 +134,16 @@ async def scenario(services: Services, sampler: Sampler, users: list[str], sampl
     sampler.timeouts = 0
     result = await open_loop(lambda: sampler.sample(users[next(turn) % len(users)]), rate, samples)
     stats = latency_ms(result.latencies)
-    return {"users": len(users), "samples": samples, "visible": len(result.latencies), "timeouts": sampler.timeouts,
-            "errors": result.errors - sampler.timeouts, **stats,
-            "p95_target_met": below(stats["p95_ms"], TARGET_P95_MS) and result.errors == 0, "preload_s": round(preload_s, 1)}
+    return {
+        "users": len(users),
+        "samples": samples,
+        "visible": len(result.latencies),
+        "timeouts": sampler.timeouts,
+        "errors": result.errors - sampler.timeouts,
+        **stats,
+        "p95_target_met": below(stats["p95_ms"], TARGET_P95_MS) and result.errors == 0,
+        "preload_s": round(preload_s, 1),
+    }
 
 
 async def burst(services: Services, sampler: Sampler, flushes: int) -> dict[str, Any]:
@@ -155,8 +165,13 @@ async def burst(services: Services, sampler: Sampler, flushes: int) -> dict[str,
     extracted = time.monotonic() - clock
     await wait_caught_up(services.settings, services.settings.projection_group, [services.settings.topic_memory])
     projected = time.monotonic() - clock
-    return {"flushes": flushes, "inserted_s": round(inserted, 2), "extracted_s": round(extracted, 2),
-            "projected_s": round(projected, 2), "flushes_per_s": round(flushes / projected, 1)}
+    return {
+        "flushes": flushes,
+        "inserted_s": round(inserted, 2),
+        "extracted_s": round(extracted, 2),
+        "projected_s": round(projected, 2),
+        "flushes_per_s": round(flushes / projected, 1),
+    }
 
 
 async def measure(services: Services, sizes: Sizes, llm: MarkerLLM) -> dict[str, Any]:
@@ -187,8 +202,13 @@ async def pipeline(workdir: Path, api: int, workers: int) -> AsyncIterator[tuple
     llm = MarkerLLM()
     await llm.start()
     try:
-        async with Services(workdir, api=api, workers=workers, llm_base_url=llm.base_url,
-                            max_chat_blob_buffer_token_size=TOKENS_TO_FLUSH) as services:
+        async with Services(
+            workdir,
+            api=api,
+            workers=workers,
+            llm_base_url=llm.base_url,
+            max_chat_blob_buffer_token_size=TOKENS_TO_FLUSH,
+        ) as services:
             yield services, llm
     finally:
         await llm.stop()
@@ -196,13 +216,33 @@ async def pipeline(workdir: Path, api: int, workers: int) -> AsyncIterator[tuple
 
 def tables(result: dict[str, Any], sizes: Sizes, workers: int) -> list[Table]:
     return [
-        Table(f"Insert → visible in GET /users/profile, {sizes.rate:g} samples/s, {workers} worker(s), poll {POLL * 1000:g} ms",
-              ["users", "samples", "visible", "timeouts", "errors", "p50_ms", "p95_ms", "p99_ms", "max_ms",
-               "p95_target_met", "preload_s"], result["scenarios"]),
-        Table("Burst: flush-triggering inserts, insert → task finished → projected",
-              ["flushes", "inserted_s", "extracted_s", "projected_s", "flushes_per_s"], [result["burst"]]),
-        Table("Idle, after the warm-up sample (cores busy; the front is not counted)", list(result["idle_cpu"]),
-              [result["idle_cpu"]]),
+        Table(
+            f"Insert → visible in GET /users/profile, {sizes.rate:g} samples/s, {workers} worker(s), poll {POLL * 1000:g} ms",
+            [
+                "users",
+                "samples",
+                "visible",
+                "timeouts",
+                "errors",
+                "p50_ms",
+                "p95_ms",
+                "p99_ms",
+                "max_ms",
+                "p95_target_met",
+                "preload_s",
+            ],
+            result["scenarios"],
+        ),
+        Table(
+            "Burst: flush-triggering inserts, insert → task finished → projected",
+            ["flushes", "inserted_s", "extracted_s", "projected_s", "flushes_per_s"],
+            [result["burst"]],
+        ),
+        Table(
+            "Idle, after the warm-up sample (cores busy; the front is not counted)",
+            list(result["idle_cpu"]),
+            [result["idle_cpu"]],
+        ),
     ]
 
 
@@ -211,13 +251,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="memstream-bench-e2e-") as tmp:
         async with pipeline(Path(tmp), 1, args.workers) as (services, llm):
             result = await measure(services, sizes, llm)
-    return {"workers": args.workers, "sizes": sizes.__dict__, "poll_ms": POLL * 1000, "target_p95_ms": TARGET_P95_MS,
-            **result, "tables": tables(result, sizes, args.workers)}
+    return {
+        "workers": args.workers,
+        "sizes": sizes.__dict__,
+        "poll_ms": POLL * 1000,
+        "target_p95_ms": TARGET_P95_MS,
+        **result,
+        "tables": tables(result, sizes, args.workers),
+    }
 
 
 def cli() -> None:
     p = harness.parser("e2e", __doc__.splitlines()[0])
-    p.add_argument("--workers", type=int, default=1, help="worker processes (the topics' partitions are split among them)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="worker processes (the topics' partitions are split among them)"
+    )
     harness.main("e2e", run, p.parse_args())
 
 

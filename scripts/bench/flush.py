@@ -56,8 +56,12 @@ class AnsweringLLM(ScriptedLLM):
 
     def reply_to(self, body: dict[str, Any]) -> str:
         n = len(self.requests)
-        return json.dumps({"changes": [{"op": "add", "topic": "work", "sub_topic": "title", "content": f"pilot {n}"}],
-                           "event_tip": f"flight {n}"})
+        return json.dumps(
+            {
+                "changes": [{"op": "add", "topic": "work", "sub_topic": "title", "content": f"pilot {n}"}],
+                "event_tip": f"flight {n}",
+            }
+        )
 
 
 def blob(user: str, n: int) -> bytes:
@@ -67,8 +71,11 @@ def blob(user: str, n: int) -> bytes:
 
 async def throughput(services: Services, client: ApiClient, llm: AnsweringLLM, sizes: Sizes) -> dict[str, Any]:
     users = user_ids(sizes.users, seed=11)
-    inserts = await for_each([(u, n) for u in users for n in range(sizes.blobs)],
-                             lambda un: _ok(client, "POST", f"/blobs/insert/{un[0]}", blob(*un)), 32)
+    inserts = await for_each(
+        [(u, n) for u in users for n in range(sizes.blobs)],
+        lambda un: _ok(client, "POST", f"/blobs/insert/{un[0]}", blob(*un)),
+        32,
+    )
     if inserts.errors:
         raise RuntimeError(f"{inserts.errors} inserts failed")
     llm.delay, llm.max_in_flight, asked = sizes.llm_ms / 1000, 0, len(llm.requests)
@@ -89,9 +96,14 @@ async def throughput(services: Services, client: ApiClient, llm: AnsweringLLM, s
     calls = len(llm.requests) - asked
     latency = sizes.llm_ms / 1000
     return {
-        "users": len(users), "blobs_per_user": sizes.blobs, "llm_ms": sizes.llm_ms, "errors": requested.errors,
-        "requested_s": round(requested_s, 2), "finished_s": round(done_s, 2),
-        "flushes_per_s": round(len(finished) / done_s, 1), "max_llm_in_flight": llm.max_in_flight,
+        "users": len(users),
+        "blobs_per_user": sizes.blobs,
+        "llm_ms": sizes.llm_ms,
+        "errors": requested.errors,
+        "requested_s": round(requested_s, 2),
+        "finished_s": round(done_s, 2),
+        "flushes_per_s": round(len(finished) / done_s, 1),
+        "max_llm_in_flight": llm.max_in_flight,
         "llm_calls_per_flush": round(calls / max(1, len(finished)), 2),
         "one_at_a_time_flushes_per_s": round(1 / latency, 2),
         "ceiling_flushes_per_s": round(services.settings.extract_concurrency / latency, 1),
@@ -123,8 +135,11 @@ async def sync_flushes(client: ApiClient, llm: AnsweringLLM, sizes: Sizes) -> di
         stale += not (ok and b"pilot" in raw)
     flush_stats, insert_stats = latency_ms(flushes), latency_ms(inserts)
     return {
-        "samples": len(flushes), "blobs_per_flush": sizes.blobs, **flush_stats,
-        "insert_p50_ms": insert_stats["p50_ms"], "insert_p95_ms": insert_stats["p95_ms"],
+        "samples": len(flushes),
+        "blobs_per_flush": sizes.blobs,
+        **flush_stats,
+        "insert_p50_ms": insert_stats["p50_ms"],
+        "insert_p95_ms": insert_stats["p95_ms"],
         "flush_over_insert_p95": ratio(flush_stats["p95_ms"], insert_stats["p95_ms"]),
         "profile_read_missing_the_result": stale,
     }
@@ -136,8 +151,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await llm.start()
     try:
         with tempfile.TemporaryDirectory(prefix="memstream-bench-flush-") as tmp:
-            async with Services(Path(tmp), api=1, workers=1, llm_base_url=llm.base_url,
-                                max_chat_blob_buffer_token_size=100_000) as services:
+            async with Services(
+                Path(tmp), api=1, workers=1, llm_base_url=llm.base_url, max_chat_blob_buffer_token_size=100_000
+            ) as services:
                 client = ApiClient(services.urls)
                 try:
                     sync = await sync_flushes(client, llm, sizes)
@@ -147,16 +163,35 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await llm.stop()
     targets = [
-        {"target": f"flushes/s ≥ {TARGET_FLUSHES_PER_S:g} ({sizes.llm_ms:g} ms LLM)", "measured": burst["flushes_per_s"],
-         "met": burst["flushes_per_s"] >= TARGET_FLUSHES_PER_S, "memobase": f"{MEMOBASE_FLUSHES_PER_S[0]:g}–{MEMOBASE_FLUSHES_PER_S[1]:g}"},
-        {"target": f"sync flush p95 < {TARGET_SYNC_P95_MS:g} ms", "measured": sync["p95_ms"],
-         "met": sync["p95_ms"] < TARGET_SYNC_P95_MS, "memobase": f"{MEMOBASE_SYNC_P95_MS[0]:g}–{MEMOBASE_SYNC_P95_MS[1]:g}"},
+        {
+            "target": f"flushes/s ≥ {TARGET_FLUSHES_PER_S:g} ({sizes.llm_ms:g} ms LLM)",
+            "measured": burst["flushes_per_s"],
+            "met": burst["flushes_per_s"] >= TARGET_FLUSHES_PER_S,
+            "memobase": f"{MEMOBASE_FLUSHES_PER_S[0]:g}–{MEMOBASE_FLUSHES_PER_S[1]:g}",
+        },
+        {
+            "target": f"sync flush p95 < {TARGET_SYNC_P95_MS:g} ms",
+            "measured": sync["p95_ms"],
+            "met": sync["p95_ms"] < TARGET_SYNC_P95_MS,
+            "memobase": f"{MEMOBASE_SYNC_P95_MS[0]:g}–{MEMOBASE_SYNC_P95_MS[1]:g}",
+        },
     ]
     tables = [
-        Table(f"Throughput: {burst['users']} users' flushes at once, {sizes.blobs} blobs each, LLM {sizes.llm_ms:g} ms",
-              list(burst), [burst]),
-        Table(f"Sync flush of {sizes.blobs} blobs, LLM answering at once (baseline: the inserts before it)", list(sync), [sync]),
-        Table("Targets (Memobase 0.0.42 on this kind of machine, same LLM)", ["target", "measured", "met", "memobase"], targets),
+        Table(
+            f"Throughput: {burst['users']} users' flushes at once, {sizes.blobs} blobs each, LLM {sizes.llm_ms:g} ms",
+            list(burst),
+            [burst],
+        ),
+        Table(
+            f"Sync flush of {sizes.blobs} blobs, LLM answering at once (baseline: the inserts before it)",
+            list(sync),
+            [sync],
+        ),
+        Table(
+            "Targets (Memobase 0.0.42 on this kind of machine, same LLM)",
+            ["target", "measured", "met", "memobase"],
+            targets,
+        ),
     ]
     return {"sizes": sizes.__dict__, "throughput": burst, "sync_flush": sync, "targets": targets, "tables": tables}
 

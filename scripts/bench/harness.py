@@ -68,6 +68,7 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 def latency_ms(seconds: Sequence[float]) -> dict[str, float | None]:
     """p50/p95/p99/max of latencies given in seconds, in milliseconds (None when there are none)."""
+
     def ms(q: float) -> float | None:
         value = percentile(seconds, q)
         return None if value is None else round(value * 1000, 2)

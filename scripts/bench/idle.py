@@ -34,9 +34,11 @@ async def warm_up(urls: list[str]) -> None:
     client = ApiClient(urls)
     try:
         user = user_ids(1, seed=21)[0]
-        for method, path, body in (("POST", f"/blobs/insert/{user}", CHAT),
-                                   ("POST", f"/users/buffer/{user}/chat?wait_process=true", None),
-                                   ("GET", f"/users/profile/{user}", None)):
+        for method, path, body in (
+            ("POST", f"/blobs/insert/{user}", CHAT),
+            ("POST", f"/users/buffer/{user}/chat?wait_process=true", None),
+            ("GET", f"/users/profile/{user}", None),
+        ):
             ok, raw = await client.request(method, path, body)
             if not ok:
                 raise RuntimeError(f"warm-up {method} {path} failed: {raw[:300]!r}")
@@ -63,9 +65,22 @@ async def dev(workdir: Path, seconds: float) -> dict[str, Any]:
     env = {**os.environ, "MEMSTREAM_ROOT_TOKEN": TOKEN, "MEMSTREAM_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"}
     log = open(workdir / "dev.log", "ab")
     process = subprocess.Popen(
-        [sys.executable, "-c", "from memstream.cli import main; main()", "dev", "--port", str(port),
-         "--data-dir", str(workdir / "dev")],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-c",
+            "from memstream.cli import main; main()",
+            "dev",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(workdir / "dev"),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         await asyncio.to_thread(wait_for_port, "127.0.0.1", port, 120)
@@ -82,10 +97,15 @@ async def dev(workdir: Path, seconds: float) -> dict[str, Any]:
         await asyncio.sleep(seconds)
         elapsed = time.monotonic() - clock
         used = {name: (cpu_seconds(pid) - before[name]) / elapsed for name, pid in pids.items()}
-        return {"seconds": round(elapsed, 1), "processes": len(pids), "total_cores": round(sum(used.values()), 4),
-                "memstream_cores": round(used["memstream_dev"], 4),
-                "broker_and_proxy_cores": round(sum(v for k, v in used.items() if k != "memstream_dev"), 4),
-                "target_cores": TARGET_CORES, "met": sum(used.values()) < TARGET_CORES}
+        return {
+            "seconds": round(elapsed, 1),
+            "processes": len(pids),
+            "total_cores": round(sum(used.values()), 4),
+            "memstream_cores": round(used["memstream_dev"], 4),
+            "broker_and_proxy_cores": round(sum(v for k, v in used.items() if k != "memstream_dev"), 4),
+            "target_cores": TARGET_CORES,
+            "met": sum(used.values()) < TARGET_CORES,
+        }
     finally:
         process.terminate()
         try:
@@ -110,7 +130,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         dev_result = await dev(Path(tmp), seconds)
         split_result = await split(Path(tmp) / "split", seconds)
     tables = [
-        Table(f"Idle memstream dev over {seconds:g} s (cores; target < {TARGET_CORES:g})", list(dev_result), [dev_result]),
+        Table(
+            f"Idle memstream dev over {seconds:g} s (cores; target < {TARGET_CORES:g})", list(dev_result), [dev_result]
+        ),
         Table(f"Idle api + worker processes over {seconds:g} s (cores)", list(split_result), [split_result]),
     ]
     return {"dev": dev_result, "split": split_result, "tables": tables}

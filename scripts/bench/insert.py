@@ -31,7 +31,10 @@ from streams.records import BlobType, encode
 
 TARGET_RATE = 3000.0  # inserts/s at the best concurrency
 TARGET_P99_MS = 20.0  # at the fixed rate
-MESSAGE = {"role": "user", "content": "Hi, I'm Alice. I live in Paris, I play the cello and I love jazz on Sunday mornings."}
+MESSAGE = {
+    "role": "user",
+    "content": "Hi, I'm Alice. I live in Paris, I play the cello and I love jazz on Sunday mornings.",
+}
 BODY = json.dumps({"blob_type": "chat", "blob_data": {"messages": [MESSAGE]}}).encode()
 USERS = 1000  # keys spread over every partition
 
@@ -54,7 +57,9 @@ async def raw_produce(services: Services, concurrency: int, seconds: float) -> d
     """The broker's rate for the API's record, produced with acks=all and idempotence, no transaction."""
     record = new_blob("default", user_ids(1)[0], BlobType.chat, {"messages": [MESSAGE]})
     value, key, topic = encode(record), record.key, services.settings.topic_ingest
-    producer = AIOKafkaProducer(bootstrap_servers=services.broker.bootstrap, acks="all", enable_idempotence=True, linger_ms=1)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=services.broker.bootstrap, acks="all", enable_idempotence=True, linger_ms=1
+    )
     await producer.start()
     try:
         await producer.send_and_wait(topic, value, key=key)
@@ -86,7 +91,9 @@ async def api_inserts(services: Services, sizes: Sizes) -> dict[str, Any]:
             levels.append({"concurrency": concurrency, **result.summary(), **cpu})
         fixed = None
         if sizes.fixed_seconds:
-            result, cpu = await with_cpu(services, open_loop(insert, sizes.fixed_rate, int(sizes.fixed_rate * sizes.fixed_seconds)))
+            result, cpu = await with_cpu(
+                services, open_loop(insert, sizes.fixed_rate, int(sizes.fixed_rate * sizes.fixed_seconds))
+            )
             fixed = {"target_req_per_s": sizes.fixed_rate, **result.summary(), **cpu}
     finally:
         await client.close()
@@ -102,33 +109,69 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="memstream-bench-insert-") as tmp:
         async with Services(Path(tmp), api=args.api_processes) as services:
             idle = await idle_cpu(services, sizes.idle_seconds)
-            baseline = [
-                {"concurrency": c, **await raw_produce(services, c, sizes.seconds)}
-                for c in sizes.levels
-            ]
+            baseline = [{"concurrency": c, **await raw_produce(services, c, sizes.seconds)} for c in sizes.levels]
             measured = await api_inserts(services, sizes)
-    levels = [{**row, "raw_per_s": raw["req_per_s"], "api_over_raw": ratio(row["req_per_s"], raw["req_per_s"])}
-              for row, raw in zip(measured["levels"], baseline)]
+    levels = [
+        {**row, "raw_per_s": raw["req_per_s"], "api_over_raw": ratio(row["req_per_s"], raw["req_per_s"])}
+        for row, raw in zip(measured["levels"], baseline)
+    ]
     best, fixed = peak(levels), measured["fixed_rate"]
     targets = {
-        "peak_req_per_s": {"target": TARGET_RATE, "measured": best["req_per_s"], "met": best["req_per_s"] >= TARGET_RATE},
-        "p99_ms_at_fixed_rate": {"target": TARGET_P99_MS, "measured": fixed["p99_ms"],
-                                 "met": below(fixed["p99_ms"], TARGET_P99_MS) and fixed["errors"] == 0},
+        "peak_req_per_s": {
+            "target": TARGET_RATE,
+            "measured": best["req_per_s"],
+            "met": best["req_per_s"] >= TARGET_RATE,
+        },
+        "p99_ms_at_fixed_rate": {
+            "target": TARGET_P99_MS,
+            "measured": fixed["p99_ms"],
+            "met": below(fixed["p99_ms"], TARGET_P99_MS) and fixed["errors"] == 0,
+        },
     }
     cpu_columns = [name for name in levels[0] if name.endswith("_cpu")]
     tables = [
-        Table(f"POST /blobs/insert, closed loop, {args.api_processes} API process(es) vs raw aiokafka produce "
-              f"({sizes.seconds:g}s per level)",
-              ["concurrency", "req_per_s", "p50_ms", "p95_ms", "p99_ms", "errors", *cpu_columns, "raw_per_s", "api_over_raw"],
-              levels),
-        Table(f"POST /blobs/insert, open loop at {fixed['target_req_per_s']:g} req/s for {sizes.fixed_seconds:g}s",
-              ["target_req_per_s", "req_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "errors", *cpu_columns], [fixed]),
+        Table(
+            f"POST /blobs/insert, closed loop, {args.api_processes} API process(es) vs raw aiokafka produce "
+            f"({sizes.seconds:g}s per level)",
+            [
+                "concurrency",
+                "req_per_s",
+                "p50_ms",
+                "p95_ms",
+                "p99_ms",
+                "errors",
+                *cpu_columns,
+                "raw_per_s",
+                "api_over_raw",
+            ],
+            levels,
+        ),
+        Table(
+            f"POST /blobs/insert, open loop at {fixed['target_req_per_s']:g} req/s for {sizes.fixed_seconds:g}s",
+            ["target_req_per_s", "req_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "errors", *cpu_columns],
+            [fixed],
+        ),
         Table("Idle, before any request (cores busy)", list(idle), [idle]),
-        Table("Targets", ["target", "goal", "measured", "met"],
-              [{"target": name, "goal": t["target"], "measured": t["measured"], "met": t["met"]} for name, t in targets.items()]),
+        Table(
+            "Targets",
+            ["target", "goal", "measured", "met"],
+            [
+                {"target": name, "goal": t["target"], "measured": t["measured"], "met": t["met"]}
+                for name, t in targets.items()
+            ],
+        ),
     ]
-    return {"api_processes": args.api_processes, "sizes": sizes.__dict__, "idle_cpu": idle, "baseline": baseline, "levels": levels,
-            "fixed_rate": fixed, "peak": best, "targets": targets, "tables": tables}
+    return {
+        "api_processes": args.api_processes,
+        "sizes": sizes.__dict__,
+        "idle_cpu": idle,
+        "baseline": baseline,
+        "levels": levels,
+        "fixed_rate": fixed,
+        "peak": best,
+        "targets": targets,
+        "tables": tables,
+    }
 
 
 def cli() -> None:

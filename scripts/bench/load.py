@@ -35,8 +35,12 @@ class LoadResult:
         return len(self.latencies) / self.elapsed if self.elapsed else 0.0
 
     def summary(self) -> dict[str, Any]:
-        summary = {"requests": len(self.latencies) + self.errors, "req_per_s": round(self.rate, 1),
-                   **latency_ms(self.latencies), "errors": self.errors}
+        summary = {
+            "requests": len(self.latencies) + self.errors,
+            "req_per_s": round(self.rate, 1),
+            **latency_ms(self.latencies),
+            "errors": self.errors,
+        }
         return {**summary, "first_error": self.first_error} if self.errors else summary
 
 

@@ -48,17 +48,17 @@ USER_ID = "toString(reinterpretAsUUID(sipHash128('user', {n})))"
 TOPICS = "['basic_info', 'interest', 'work', 'education', 'life_event', 'psychological', 'demographics', 'health', 'travel', 'contact_info']"
 SEED = {
     "users": f"""INSERT INTO {{db}}.users
-        SELECT '{PROJECT}', {USER_ID.format(n='number')}, '{{{{}}}}', t, t, 1, 0
+        SELECT '{PROJECT}', {USER_ID.format(n="number")}, '{{{{}}}}', t, t, 1, 0
         FROM (SELECT number, now64(3) - toIntervalSecond((number * 7919) % ({DAYS} * 86400)) AS t FROM numbers({{users}}))""",
     "profiles": f"""INSERT INTO {{db}}.profiles
-        SELECT '{PROJECT}', {USER_ID.format(n='intDiv(number, {per_user})')},
+        SELECT '{PROJECT}', {USER_ID.format(n="intDiv(number, {per_user})")},
             reinterpretAsUUID(sipHash128('profile', number)),
             arrayElement({TOPICS}, (number % {{per_user}}) % 10 + 1), concat('detail_', toString(number % {{per_user}})),
             concat('likes jazz and trains, lives in Paris, plays the cello; note ', toString(number)), t, t, 1, 0
         FROM (SELECT number, now64(3) - toIntervalSecond((number * 7919) % ({DAYS} * 86400)) AS t FROM numbers({{rows}}))""",
     "events": f"""INSERT INTO {{db}}.events
         (project_id, user_id, event_id, event_data, event_tip, tags, tag_pairs, embedding, created_at, updated_at, version, is_deleted)
-        SELECT '{PROJECT}', {USER_ID.format(n='intDiv(number, {per_user})')},
+        SELECT '{PROJECT}', {USER_ID.format(n="intDiv(number, {per_user})")},
             reinterpretAsUUID(sipHash128('event', number)),
             concat('{{{{"profile_delta":[{{{{"content":"note ', toString(number),
                    '","attributes":{{{{"topic":"interest","sub_topic":"music"}}}}}}}}],"event_tip":"', tip, '","event_tags":null}}}}'),
@@ -69,12 +69,12 @@ SEED = {
 # Two chat blobs per user: one extracted (buffer ``done``), one still in the window (``idle``),
 # so a context has working memory to join and show.
 SEED["blobs"] = f"""INSERT INTO {{db}}.blobs
-    SELECT '{PROJECT}', {USER_ID.format(n='intDiv(number, 2)')}, toString(reinterpretAsUUID(sipHash128('blob', number))), 'chat',
+    SELECT '{PROJECT}', {USER_ID.format(n="intDiv(number, 2)")}, toString(reinterpretAsUUID(sipHash128('blob', number))), 'chat',
         concat('{{{{"messages":[{{{{"role":"user","content":"I took the train to Lisbon, chat ', toString(number), '"}}}}]}}}}'),
         '{{{{}}}}', now64(3) - toIntervalSecond(number % 86400), now64(3) - toIntervalSecond(number % 86400), 1, 0
     FROM numbers({{users}} * 2)"""
 SEED["buffer"] = f"""INSERT INTO {{db}}.buffer
-    SELECT '{PROJECT}', {USER_ID.format(n='intDiv(number, 2)')}, toString(reinterpretAsUUID(sipHash128('blob', number))), 'chat',
+    SELECT '{PROJECT}', {USER_ID.format(n="intDiv(number, 2)")}, toString(reinterpretAsUUID(sipHash128('blob', number))), 'chat',
         if(number % 2 = 0, 'done', 'idle'), now64(3) - toIntervalSecond(number % 86400), 1, 0
     FROM numbers({{users}} * 2)"""
 TABLES = tuple(SEED)
@@ -131,7 +131,9 @@ async def seed(path: Path, database: str, sizes: Sizes) -> dict[str, Any]:
         timings: dict[str, float] = {}
         for table in TABLES:
             clock = time.monotonic()
-            await store.command(SEED[table].format(db=database, users=sizes.users, rows=rows, per_user=sizes.rows_per_user))
+            await store.command(
+                SEED[table].format(db=database, users=sizes.users, rows=rows, per_user=sizes.rows_per_user)
+            )
             timings[f"insert_{table}_s"] = round(time.monotonic() - clock, 1)
         for table in TABLES:
             clock = time.monotonic()
@@ -143,8 +145,10 @@ async def seed(path: Path, database: str, sizes: Sizes) -> dict[str, Any]:
             "WHERE database = {db:String} AND active AND table IN {tables:Array(String)} GROUP BY table ORDER BY table",
             {"db": database, "tables": list(TABLES)},
         )
-        users = [r["user_id"] for r in await store.query(
-            f"SELECT user_id FROM {database}.users ORDER BY rand() LIMIT {SAMPLE_USERS}")]
+        users = [
+            r["user_id"]
+            for r in await store.query(f"SELECT user_id FROM {database}.users ORDER BY rand() LIMIT {SAMPLE_USERS}")
+        ]
         queries = {user: await read_queries(database, user) for user in users[: sizes.engine_samples]}
         explain = {}
         for name, (sql, params) in queries[users[0]].items():
@@ -177,8 +181,14 @@ def summarise_plan(plan: list[str]) -> str:
             reads[-1]["final"] = " (FINAL)"
         elif reads and index == "PrimaryKey" and line.split(":")[0] in ("Parts", "Granules"):
             reads[-1][line.split(":")[0].lower()] = line.split(":", 1)[1].strip()
-    return "; ".join(f"{r['table']}{r.get('final', '')}: primary key → parts {r.get('parts', '?')}, "
-                     f"granules {r.get('granules', '?')}" for r in reads) or "no table read"
+    return (
+        "; ".join(
+            f"{r['table']}{r.get('final', '')}: primary key → parts {r.get('parts', '?')}, "
+            f"granules {r.get('granules', '?')}"
+            for r in reads
+        )
+        or "no table read"
+    )
 
 
 async def serve_reads(services: Services, users: list[str], seconds: float) -> list[dict[str, Any]]:
@@ -186,14 +196,19 @@ async def serve_reads(services: Services, users: list[str], seconds: float) -> l
     rows = []
     try:
         for endpoint in ("profile", "context"):
+
             async def read(endpoint: str = endpoint) -> bool:
                 return (await client.request("GET", f"/users/{endpoint}/{random.choice(users)}"))[0]
 
             await closed_loop(read, 4, min(seconds, 1.0))  # warm the API process's caches
             for concurrency in (1, 16):
                 result, cpu = await with_cpu(services, closed_loop(read, concurrency, seconds))
-                row = {"endpoint": f"GET /users/{endpoint}", "concurrency": concurrency, **result.summary(),
-                       "api_cpu": cpu["api-0_cpu"]}
+                row = {
+                    "endpoint": f"GET /users/{endpoint}",
+                    "concurrency": concurrency,
+                    **result.summary(),
+                    "api_cpu": cpu["api-0_cpu"],
+                }
                 if concurrency == 16:
                     row["p95_target_ms"] = TARGETS_MS[endpoint]
                     row["met"] = result.errors == 0 and below(row["p95_ms"], TARGETS_MS[endpoint])
@@ -210,22 +225,50 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         workdir = Path(tmp)
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
             seeded = await asyncio.get_running_loop().run_in_executor(
-                pool, seed_in_child, workdir / "clickhouse", database, sizes)
+                pool, seed_in_child, workdir / "clickhouse", database, sizes
+            )
         async with Services(workdir, api=1, clickhouse_database=database) as services:
             served = await serve_reads(services, seeded["sample_users"], sizes.seconds)
     engine_rows = [{"query": name, **stats} for name, stats in seeded["engine_ms"].items()]
     explain_rows = [{"query": name, "reads": summarise_plan(e["plan"])} for name, e in seeded["explain"].items()]
     tables = [
-        Table("Seeded tables (after OPTIMIZE FINAL)", ["table", "rows", "parts", "granules", "compressed"], seeded["tables"]),
-        Table(f"API reads, closed loop, {sizes.seconds:g}s each, random users of {sizes.users:,}",
-              ["endpoint", "concurrency", "req_per_s", "p50_ms", "p95_ms", "p99_ms", "errors", "api_cpu", "p95_target_ms", "met"],
-              served),
-        Table(f"Engine only: each query alone, {sizes.engine_samples} users, no HTTP",
-              ["query", "p50_ms", "p95_ms", "p99_ms", "max_ms"], engine_rows),
+        Table(
+            "Seeded tables (after OPTIMIZE FINAL)",
+            ["table", "rows", "parts", "granules", "compressed"],
+            seeded["tables"],
+        ),
+        Table(
+            f"API reads, closed loop, {sizes.seconds:g}s each, random users of {sizes.users:,}",
+            [
+                "endpoint",
+                "concurrency",
+                "req_per_s",
+                "p50_ms",
+                "p95_ms",
+                "p99_ms",
+                "errors",
+                "api_cpu",
+                "p95_target_ms",
+                "met",
+            ],
+            served,
+        ),
+        Table(
+            f"Engine only: each query alone, {sizes.engine_samples} users, no HTTP",
+            ["query", "p50_ms", "p95_ms", "p99_ms", "max_ms"],
+            engine_rows,
+        ),
         Table("EXPLAIN indexes = 1 (what one read touches)", ["query", "reads"], explain_rows),
     ]
-    return {"sizes": sizes.__dict__, "seeding": seeded["timings"], "seeded_tables": seeded["tables"], "reads": served,
-            "engine_ms": seeded["engine_ms"], "explain": seeded["explain"], "tables": tables}
+    return {
+        "sizes": sizes.__dict__,
+        "seeding": seeded["timings"],
+        "seeded_tables": seeded["tables"],
+        "reads": served,
+        "engine_ms": seeded["engine_ms"],
+        "explain": seeded["explain"],
+        "tables": tables,
+    }
 
 
 def cli() -> None:

@@ -44,15 +44,27 @@ async def deployment(processes: int, insert_sizes: insert.Sizes, e2e_sizes: e2e.
             inserts = await insert.api_inserts(services, insert_sizes)
             raw = await insert.raw_produce(services, insert_sizes.levels[-1], insert_sizes.seconds)
     best = insert.peak(inserts["levels"])
-    return {"processes": processes, "e2e": flow, "insert": {
-        "peak_req_per_s": best["req_per_s"], "at_concurrency": best["concurrency"], "p99_ms": best["p99_ms"],
-        "raw_per_s": raw["req_per_s"], "levels": inserts["levels"]}}
+    return {
+        "processes": processes,
+        "e2e": flow,
+        "insert": {
+            "peak_req_per_s": best["req_per_s"],
+            "at_concurrency": best["concurrency"],
+            "p99_ms": best["p99_ms"],
+            "raw_per_s": raw["req_per_s"],
+            "levels": inserts["levels"],
+        },
+    }
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     reason = front_missing()
     if reason:
-        return {"done": False, "reason": reason, "tables": [Table("Scaling: not run", ["reason"], [{"reason": reason}])]}
+        return {
+            "done": False,
+            "reason": reason,
+            "tables": [Table("Scaling: not run", ["reason"], [{"reason": reason}])],
+        }
     insert_sizes, e2e_sizes = (INSERT_QUICK, E2E_QUICK) if args.quick else (INSERT_FULL, E2E_FULL)
     one, two = [await deployment(n, insert_sizes, e2e_sizes) for n in PROCESSES]
 
@@ -61,14 +73,33 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     users = e2e_sizes.scenarios[0][0]
     rows = [
-        row(f"insert → visible p50 ms, {users} users", one["e2e"]["scenarios"][0]["p50_ms"], two["e2e"]["scenarios"][0]["p50_ms"]),
-        row(f"insert → visible p95 ms, {users} users", one["e2e"]["scenarios"][0]["p95_ms"], two["e2e"]["scenarios"][0]["p95_ms"]),
-        row(f"burst flushes/s, {e2e_sizes.burst} flushes", one["e2e"]["burst"]["flushes_per_s"], two["e2e"]["burst"]["flushes_per_s"]),
-        row("insert peak req/s", one["insert"]["peak_req_per_s"], two["insert"]["peak_req_per_s"],
-            f"raw produce {one['insert']['raw_per_s']:,.0f} / {two['insert']['raw_per_s']:,.0f} per s"),
+        row(
+            f"insert → visible p50 ms, {users} users",
+            one["e2e"]["scenarios"][0]["p50_ms"],
+            two["e2e"]["scenarios"][0]["p50_ms"],
+        ),
+        row(
+            f"insert → visible p95 ms, {users} users",
+            one["e2e"]["scenarios"][0]["p95_ms"],
+            two["e2e"]["scenarios"][0]["p95_ms"],
+        ),
+        row(
+            f"burst flushes/s, {e2e_sizes.burst} flushes",
+            one["e2e"]["burst"]["flushes_per_s"],
+            two["e2e"]["burst"]["flushes_per_s"],
+        ),
+        row(
+            "insert peak req/s",
+            one["insert"]["peak_req_per_s"],
+            two["insert"]["peak_req_per_s"],
+            f"raw produce {one['insert']['raw_per_s']:,.0f} / {two['insert']['raw_per_s']:,.0f} per s",
+        ),
     ]
-    table = Table("Scaling: N API + N worker processes, N = 1 vs 2, ClickHouse through the chDB HTTP front in both",
-                  ["measure", "one", "two", "two_over_one", "baseline"], rows)
+    table = Table(
+        "Scaling: N API + N worker processes, N = 1 vs 2, ClickHouse through the chDB HTTP front in both",
+        ["measure", "one", "two", "two_over_one", "baseline"],
+        rows,
+    )
     return {"done": True, "runs": [one, two], "summary": rows, "tables": [table]}
 
 

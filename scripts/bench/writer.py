@@ -67,25 +67,70 @@ def flush_records(flush: int, user: str) -> list[Record]:
     blob, task = derived_id(f, "blob"), derived_id(f, "task")
     slots = [("basic_info", "name", f"Alice {flush}"), ("interest", "music", "jazz, cello, Sunday concerts")]
     changes = [
-        ProfileSlotChanged(project_id=p, user_id=user, record_id=derived_id(f, "slot", str(i)), seq=2 + i,
-                           profile_id=derived_id(user, topic, sub), op="add", topic=topic, sub_topic=sub,
-                           content=content, source_id=f)
+        ProfileSlotChanged(
+            project_id=p,
+            user_id=user,
+            record_id=derived_id(f, "slot", str(i)),
+            seq=2 + i,
+            profile_id=derived_id(user, topic, sub),
+            op="add",
+            topic=topic,
+            sub_topic=sub,
+            content=content,
+            source_id=f,
+        )
         for i, (topic, sub, content) in enumerate(slots)
     ]
-    data = EventData(profile_delta=[ProfileDelta(content=c, attributes={"topic": t, "sub_topic": s}) for t, s, c in slots],
-                     event_tip="Alice talked about the cello and a jazz concert on Sunday.")
+    data = EventData(
+        profile_delta=[ProfileDelta(content=c, attributes={"topic": t, "sub_topic": s}) for t, s, c in slots],
+        event_tip="Alice talked about the cello and a jazz concert on Sunday.",
+    )
     return [
-        BlobStored(project_id=p, user_id=user, record_id=derived_id(f, "stored"), seq=1, blob_id=blob, task_id=task,
-                   blob_type=BlobType.chat, blob_data={"messages": [{"role": "user", "content": "I play the cello."}]},
-                   created_at=utc_now(), flush_id=f),
+        BlobStored(
+            project_id=p,
+            user_id=user,
+            record_id=derived_id(f, "stored"),
+            seq=1,
+            blob_id=blob,
+            task_id=task,
+            blob_type=BlobType.chat,
+            blob_data={"messages": [{"role": "user", "content": "I play the cello."}]},
+            created_at=utc_now(),
+            flush_id=f,
+        ),
         *changes,
-        EventRecorded(project_id=p, user_id=user, record_id=derived_id(f, "event"), seq=4, event_id=derived_id(f, "event"),
-                      flush_id=f, event_data=data),
-        UsageRecorded(project_id=p, user_id=user, record_id=derived_id(f, "usage"), seq=5, source_id=f, model="bench",
-                      calls=1, input_tokens=900, output_tokens=120),
-        TaskFinished(project_id=p, user_id=user, record_id=derived_id(f, "finished"), seq=6, flush_id=f, blob_type=BlobType.chat,
-                     task_ids=[task], blob_ids=[blob], status="completed",
-                     outcomes=[FlushOutcome(event_id=derived_id(f, "event"), added=[c.profile_id for c in changes])]),
+        EventRecorded(
+            project_id=p,
+            user_id=user,
+            record_id=derived_id(f, "event"),
+            seq=4,
+            event_id=derived_id(f, "event"),
+            flush_id=f,
+            event_data=data,
+        ),
+        UsageRecorded(
+            project_id=p,
+            user_id=user,
+            record_id=derived_id(f, "usage"),
+            seq=5,
+            source_id=f,
+            model="bench",
+            calls=1,
+            input_tokens=900,
+            output_tokens=120,
+        ),
+        TaskFinished(
+            project_id=p,
+            user_id=user,
+            record_id=derived_id(f, "finished"),
+            seq=6,
+            flush_id=f,
+            blob_type=BlobType.chat,
+            task_ids=[task],
+            blob_ids=[blob],
+            status="completed",
+            outcomes=[FlushOutcome(event_id=derived_id(f, "event"), added=[c.profile_id for c in changes])],
+        ),
     ]
 
 
@@ -116,8 +161,13 @@ async def produce(settings: Settings, records: int) -> float:
 
 async def consume_only(settings: Settings, records: int) -> float:
     """Seconds a bare consumer takes to read the backlog (no decoding): the broker's side of the writer."""
-    consumer = AIOKafkaConsumer(settings.topic_memory, bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        settings.topic_memory,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     clock = time.monotonic()
     try:
@@ -151,7 +201,7 @@ async def insert_only(store: Store, records: int, batch: int) -> tuple[int, floa
     per_batch = len(ops) * batch // records
     clock = time.monotonic()
     for start in range(0, len(ops), per_batch):
-        await apply_ops(ceiling, ops[start:start + per_batch])
+        await apply_ops(ceiling, ops[start : start + per_batch])
     return sum(isinstance(op, Insert) for op in ops), time.monotonic() - clock
 
 
@@ -174,18 +224,40 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.to_thread(broker.stop)
     writer_rate, ceiling_rate = rows / drained_s, rows / ceiling_s
     result = {
-        "records": records, "rows": rows, "produce_s": round(produced_s, 2),
-        "writer_s": round(drained_s, 2), "writer_rows_per_s": round(writer_rate), "writer_records_per_s": round(records / drained_s),
-        "consume_only_records_per_s": round(records / consumed_s), "insert_only_rows_per_s": round(ceiling_rate),
+        "records": records,
+        "rows": rows,
+        "produce_s": round(produced_s, 2),
+        "writer_s": round(drained_s, 2),
+        "writer_rows_per_s": round(writer_rate),
+        "writer_records_per_s": round(records / drained_s),
+        "consume_only_records_per_s": round(records / consumed_s),
+        "insert_only_rows_per_s": round(ceiling_rate),
         "writer_over_insert_only": ratio(writer_rate, ceiling_rate),
         "writer_over_consume_only": ratio(records / drained_s, records / consumed_s),
-        "batch_size": settings.projection_batch_size, "batch_wait_ms": settings.projection_batch_wait_ms,
+        "batch_size": settings.projection_batch_size,
+        "batch_wait_ms": settings.projection_batch_wait_ms,
     }
-    target = {"target": TARGET_ROWS_PER_S, "measured": result["writer_rows_per_s"], "met": writer_rate >= TARGET_ROWS_PER_S}
+    target = {
+        "target": TARGET_ROWS_PER_S,
+        "measured": result["writer_rows_per_s"],
+        "met": writer_rate >= TARGET_ROWS_PER_S,
+    }
     tables = [
-        Table(f"Projection writer draining {records:,} memory records (batch {result['batch_size']}, wait {result['batch_wait_ms']} ms)",
-              ["records", "rows", "writer_s", "writer_rows_per_s", "writer_records_per_s", "consume_only_records_per_s",
-               "insert_only_rows_per_s", "writer_over_insert_only", "writer_over_consume_only"], [result]),
+        Table(
+            f"Projection writer draining {records:,} memory records (batch {result['batch_size']}, wait {result['batch_wait_ms']} ms)",
+            [
+                "records",
+                "rows",
+                "writer_s",
+                "writer_rows_per_s",
+                "writer_records_per_s",
+                "consume_only_records_per_s",
+                "insert_only_rows_per_s",
+                "writer_over_insert_only",
+                "writer_over_consume_only",
+            ],
+            [result],
+        ),
         Table("Target", ["target", "measured", "met"], [target]),
     ]
     return {**result, "target_rows_per_s": target, "tables": tables}

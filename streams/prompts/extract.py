@@ -50,7 +50,9 @@ VALIDATE_ALL = (
     "out if it does not."
 )
 VALIDATE_EXEMPT = " Slots marked [no check] are exempt."
-VALIDATE_MARKED = "- For slots marked [check], write a value only if it fits the slot's description; otherwise leave it out."
+VALIDATE_MARKED = (
+    "- For slots marked [check], write a value only if it fits the slot's description; otherwise leave it out."
+)
 
 SUMMARY = 'Summary ("event_tip"): one paragraph on what happened: what the user did, said, planned or felt, with dates when known.'
 SUMMARY_THEMED = 'Summary ("event_tip"): one paragraph on what happened, focused on: {theme}'
@@ -119,7 +121,9 @@ def _example(config: ProjectConfig) -> str:
 
 def system_prompt(config: ProjectConfig) -> str:
     rules = [RULES, STRICT if config.profile_strict_mode else OPEN]
-    marked = any(_validated(sub, config) != config.profile_validate_mode for t in config.topics() for sub in t.sub_topics)
+    marked = any(
+        _validated(sub, config) != config.profile_validate_mode for t in config.topics() for sub in t.sub_topics
+    )
     if config.profile_validate_mode:
         rules.append(VALIDATE_ALL + (VALIDATE_EXEMPT if marked else ""))
     elif marked:

@@ -32,7 +32,9 @@ def stages(settings: Settings) -> dict[str, list[str]]:
 
 
 async def lags(settings: Settings) -> dict[str, list[PartitionLag]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, isolation_level="read_committed")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=None, isolation_level="read_committed"
+    )
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await consumer.start()
     await admin.start()

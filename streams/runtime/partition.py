@@ -149,7 +149,12 @@ class PartitionWorker:
                 self._launch(memory, _job_of(memory))
         self._loop = asyncio.create_task(self._run(), name=f"owner-{self.partition}")
         self._ticker = asyncio.create_task(self._tick(), name=f"owner-ticks-{self.partition}")
-        log.info("owner partition %d: %d users restored, resuming at offset %d", self.partition, len(self._users), self._next_offset)
+        log.info(
+            "owner partition %d: %d users restored, resuming at offset %d",
+            self.partition,
+            len(self._users),
+            self._next_offset,
+        )
 
     async def stop(self, grace: float = 0.0) -> None:
         """Handle what was fed, let jobs under way finish for up to ``grace`` seconds (their
@@ -207,7 +212,9 @@ class PartitionWorker:
         try:
             while True:
                 if not self._items:
-                    if self._closing_at is not None and (not self._jobs_running or time.monotonic() >= self._closing_at):
+                    if self._closing_at is not None and (
+                        not self._jobs_running or time.monotonic() >= self._closing_at
+                    ):
                         return
                     timeout = None if self._closing_at is None else max(0.0, self._closing_at - time.monotonic())
                     try:
@@ -274,7 +281,12 @@ class PartitionWorker:
                 log.exception("owner cannot handle %s", source)
                 step = self._owner.refuse(memory, command, f"cannot be processed: {type(exc).__name__}: {exc}", now)
         if not self._apply(step, memory, batch, source):
-            self._apply(self._owner.refuse(memory, command, "it would write a record over the size limit", now), memory, batch, source)
+            self._apply(
+                self._owner.refuse(memory, command, "it would write a record over the size limit", now),
+                memory,
+                batch,
+                source,
+            )
 
     def _apply(self, step: Step, before: UserMemory, batch: Batch, source: str | None) -> bool:
         """Take ``step`` into the batch; False (and nothing taken) when a record it writes is too large."""
@@ -282,13 +294,20 @@ class PartitionWorker:
         memory = step.memory
         # A user's facts go to the memory partition of the ingest partition their commands came in
         # (the same one for a key-partitioned producer): behind this partition's progress markers.
-        facts = [Output(self._settings.topic_memory, fact.key, encode(fact), partition=self.partition) for fact in step.facts]
+        facts = [
+            Output(self._settings.topic_memory, fact.key, encode(fact), partition=self.partition) for fact in step.facts
+        ]
         parked = [self._parked(p, source) for p in step.parked]
         state = changes(before, memory)
         if any(len(out.value) > limit for out in facts + parked) or any(
             value is not None and len(value) > limit for value in state.values()
         ):
-            log.error("owner partition %d: a step for user %s would write a record over %d bytes", self.partition, memory.key, limit)
+            log.error(
+                "owner partition %d: a step for user %s would write a record over %d bytes",
+                self.partition,
+                memory.key,
+                limit,
+            )
             return False
         batch.records.extend(facts + parked)
         batch.state.update(state)
@@ -309,7 +328,9 @@ class PartitionWorker:
         return self._dead_letter(parked.record.key, encode(parked.record), parked.reason, source or "owner")
 
     def _dead_letter(self, key: bytes, value: bytes, reason: str, source: str) -> Output:
-        return Output(self._settings.topic_dead_letter, key, value, [("error", reason.encode()), ("source", source.encode())])
+        return Output(
+            self._settings.topic_dead_letter, key, value, [("error", reason.encode()), ("source", source.encode())]
+        )
 
     async def _commit(self, batch: Batch) -> None:
         producer = self._producer
@@ -322,8 +343,10 @@ class PartitionWorker:
         if not (batch.records or batch.state or advanced):
             return
         await producer.begin_transaction()
-        sent = [await producer.send(out.topic, out.value, key=out.key, headers=out.headers, partition=out.partition)
-                for out in batch.records]
+        sent = [
+            await producer.send(out.topic, out.value, key=out.key, headers=out.headers, partition=out.partition)
+            for out in batch.records
+        ]
         sent += [
             await producer.send(settings.topic_state, value, key=key.encode(), partition=self.partition)
             for key, value in batch.state.items()
@@ -331,7 +354,9 @@ class PartitionWorker:
         if advanced:
             assert offset is not None
             progress = OwnerProgress(ingest_offset=offset)
-            sent.append(await producer.send(settings.topic_memory, encode(progress), key=progress.key, partition=self.partition))
+            sent.append(
+                await producer.send(settings.topic_memory, encode(progress), key=progress.key, partition=self.partition)
+            )
             await producer.send_offsets_to_transaction({self.tp: offset}, settings.app_id)
         await producer.commit_transaction()  # raises if a send failed; the open transaction is then
         # aborted by the next producer of this partition (``start``), which the supervisor makes
@@ -381,8 +406,12 @@ def _job_of(memory: UserMemory) -> Job:
 
 async def read_partition(settings: Settings, topic: str, partition: int) -> dict[str, bytes]:
     """The live value of every key of ``topic``'s ``partition`` (committed records, tombstones applied)."""
-    reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
-                              isolation_level="read_committed")
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
     await reader.start()
     try:
         tp = TopicPartition(topic, partition)

@@ -114,8 +114,11 @@ class OwnerStage:
             async with self._lock:
                 for partition, worker in list(self.partitions.items()):
                     if worker.done:
-                        log.warning("owner partition %d failed (%s); starting it again from what was committed",
-                                    partition, worker.failure)
+                        log.warning(
+                            "owner partition %d failed (%s); starting it again from what was committed",
+                            partition,
+                            worker.failure,
+                        )
                         del self.partitions[partition]
                         await worker.stop()
                         self._consumer.pause(worker.tp)
@@ -129,8 +132,16 @@ class OwnerStage:
         """Start a worker for ``partition``. It is registered first: from the moment it seeks and
         resumes, every record the consumer returns for the partition is the worker's (a record
         returned and dropped would move the consumer's position past it)."""
-        worker = PartitionWorker(partition, self._settings, self._consumer, self._owner, self._jobs, self.slots,
-                                 self._project_known, self._committed)
+        worker = PartitionWorker(
+            partition,
+            self._settings,
+            self._consumer,
+            self._owner,
+            self._jobs,
+            self.slots,
+            self._project_known,
+            self._committed,
+        )
         self.partitions[partition] = worker
         try:
             async with asyncio.timeout(START_TIMEOUT):  # with the broker away, a start would wait forever

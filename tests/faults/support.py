@@ -110,12 +110,22 @@ def drill_settings(bootstrap: str, clickhouse_url: str, **overrides: Any) -> Set
     """Settings for a drill's stack: its own broker, its front, a short produce timeout so an
     outage answers within a couple of seconds, and small buffers so flushes run during the load."""
     base: dict[str, Any] = {
-        "kafka_bootstrap": bootstrap, "clickhouse_url": clickhouse_url, "clickhouse_database": DATABASE,
-        "root_token": TOKEN, "port": free_port(), "topic_partitions": 2, "llm_backoff": 0.05,
-        "produce_timeout": 2.0, "wait_timeout": 30.0, "max_chat_blob_buffer_token_size": 60,
-        "broker_session_timeout": 6.0, "broker_rebalance_timeout": 6.0, "health_grace": 1.0,
+        "kafka_bootstrap": bootstrap,
+        "clickhouse_url": clickhouse_url,
+        "clickhouse_database": DATABASE,
+        "root_token": TOKEN,
+        "port": free_port(),
+        "topic_partitions": 2,
+        "llm_backoff": 0.05,
+        "produce_timeout": 2.0,
+        "wait_timeout": 30.0,
+        "max_chat_blob_buffer_token_size": 60,
+        "broker_session_timeout": 6.0,
+        "broker_rebalance_timeout": 6.0,
+        "health_grace": 1.0,
         **{f"topic_{name}": f"drill.{name}" for name in TOPICS},
-        "app_id": "memstream-drill", "projection_group": "projections-drill",
+        "app_id": "memstream-drill",
+        "projection_group": "projections-drill",
     }
     return Settings(**{**base, **overrides})
 
@@ -233,8 +243,17 @@ async def insert(api: Api, user: str, n: int) -> Answer:
     except Exception as exc:  # noqa: BLE001 - a dropped connection is an answer the drill must see
         return Answer(user, n, started, time.monotonic(), 0, None, None, None, f"{type(exc).__name__}: {exc}")
     data = body.get("data") or {}
-    return Answer(user, n, started, time.monotonic(), status, body.get("errno"), data.get("id"), data.get("task_id"),
-                  body.get("errmsg", ""))
+    return Answer(
+        user,
+        n,
+        started,
+        time.monotonic(),
+        status,
+        body.get("errno"),
+        data.get("id"),
+        data.get("task_id"),
+        body.get("errmsg", ""),
+    )
 
 
 # --- counts straight from ClickHouse ---------------------------------------------------------

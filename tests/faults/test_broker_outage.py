@@ -62,9 +62,15 @@ class Outage:
     def report(self, **more: object) -> None:
         acked_after = self.load.acked(after=self.up_at)
         report(
-            "broker-outage", users=USERS, inserts=len(self.load.answers), acked=len(self.load.acked()),
-            refused=len([a for a in self.load.answers if a.refused]), outage_s=self.up_at - self.down_at,
-            api_back_s=min(a.ended for a in acked_after) - self.up_at, pipeline_back_s=self.writer_back, **more,
+            "broker-outage",
+            users=USERS,
+            inserts=len(self.load.answers),
+            acked=len(self.load.acked()),
+            refused=len([a for a in self.load.answers if a.refused]),
+            outage_s=self.up_at - self.down_at,
+            api_back_s=min(a.ended for a in acked_after) - self.up_at,
+            pipeline_back_s=self.writer_back,
+            **more,
         )
 
 
@@ -96,7 +102,9 @@ async def outage(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Outa
     async with drill_stack(tmp_path_factory.mktemp("broker-outage")) as drill:
         load = InsertLoad(drill.api, users=USERS, per_user=int(scaled(200, 5000))).start()
         try:
-            await eventually(polled(lambda: len(load.acked()) >= 3 * USERS), what="inserts acknowledged before the outage")
+            await eventually(
+                polled(lambda: len(load.acked()) >= 3 * USERS), what="inserts acknowledged before the outage"
+            )
             stopping_at = time.monotonic()
             await drill.take_broker_away()
             down_at = time.monotonic()
@@ -153,8 +161,10 @@ async def test_inserts_answer_503_during_the_outage_and_every_acknowledged_blob_
     assert refused and all("retry" in a.errmsg for a in refused), refused[:3]
     assert all(a.ended >= outage.stopping_at for a in refused), "a 503 while the broker was up"
     phantoms = set(stored) - acked
-    assert not phantoms, f"{len(phantoms)} blobs stored although their insert was answered 503 (copies in the log: " \
-                         f"{ {b: in_log[b] for b in phantoms} })"
+    assert not phantoms, (
+        f"{len(phantoms)} blobs stored although their insert was answered 503 (copies in the log: "
+        f"{ {b: in_log[b] for b in phantoms} })"
+    )
     lost = acked - set(stored)
     assert not lost, f"{len(lost)} acknowledged blobs not in ClickHouse: {await where_in_log(drill, lost)}"
     twice = {b for b in stored if stored.count(b) > 1}
@@ -177,8 +187,11 @@ async def test_every_task_started_has_ended(outage: Outage) -> None:
     statuses = await task_statuses(drill.store, load.user_ids)
     still = open_tasks(statuses)
     skipped = await unbuffered(drill, [a for a in load.acked() if a.task_id in still])
-    outage.report(tasks_started=len(statuses), tasks_ended=len(statuses) - len(still),
-                  running_for_blobs_never_taken=len(skipped))
+    outage.report(
+        tasks_started=len(statuses), tasks_ended=len(statuses) - len(still), running_for_blobs_never_taken=len(skipped)
+    )
     assert started <= statuses.keys(), "acknowledged requests whose task never started"
-    assert not still, (f"{len(still)} tasks still running, {len(skipped)} of them for blobs the owner "
-                       f"never took: {sorted(still)[:5]}; {worker_state(drill.stack)}")
+    assert not still, (
+        f"{len(still)} tasks still running, {len(skipped)} of them for blobs the owner "
+        f"never took: {sorted(still)[:5]}; {worker_state(drill.stack)}"
+    )

@@ -55,7 +55,9 @@ async def test_inserts_go_on_reads_answer_503_and_projections_catch_up(drill: Dr
     load = InsertLoad(drill.api, users=USERS, per_user=int(scaled(200, 5000))).start()
     with LogCount("projections.writer", "ClickHouse unavailable") as write_failures:
         try:
-            await eventually(polled(lambda: len(load.acked()) >= 3 * USERS), what="inserts acknowledged before the outage")
+            await eventually(
+                polled(lambda: len(load.acked()) >= 3 * USERS), what="inserts acknowledged before the outage"
+            )
             known = load.acked()[0]
 
             async def readable() -> bool:
@@ -77,6 +79,7 @@ async def test_inserts_go_on_reads_answer_503_and_projections_catch_up(drill: Dr
             async def unhealthy() -> str | None:
                 status, body = await drill.api.call("GET", "/healthcheck")
                 return body["errmsg"] if status == 503 else None
+
             reason = await eventually(unhealthy, what="the healthcheck reporting the writer")
             assert reason.startswith("the projection writer cannot write ClickHouse"), reason
             paused_written, paused_offsets = writer.records_written, await committed_offsets(drill.settings)
@@ -86,9 +89,15 @@ async def test_inserts_go_on_reads_answer_503_and_projections_catch_up(drill: Dr
                 users_acked = {a.user for a in load.acked(after=paused_at)}
                 return users_acked == set(load.user_ids) and time.monotonic() - down_at >= MIN_OUTAGE
 
-            await eventually(polled(inserts_went_on), timeout=MIN_OUTAGE + 30, what="every user's inserts acknowledged during the outage")
+            await eventually(
+                polled(inserts_went_on),
+                timeout=MIN_OUTAGE + 30,
+                what="every user's inserts acknowledged during the outage",
+            )
             assert writer.records_written == paused_written, "the writer counted records it could not write"
-            assert await committed_offsets(drill.settings) == paused_offsets, "offsets committed while ClickHouse was down"
+            assert await committed_offsets(drill.settings) == paused_offsets, (
+                "offsets committed while ClickHouse was down"
+            )
             await drill.start_front()
             up_at = time.monotonic()
 
@@ -99,6 +108,7 @@ async def test_inserts_go_on_reads_answer_503_and_projections_catch_up(drill: Dr
 
             async def healthy() -> bool:
                 return (await drill.api.call("GET", "/healthcheck"))[0] == 200
+
             await eventually(healthy, what="the healthcheck healthy again")
         finally:
             await load.stop()
@@ -126,13 +136,22 @@ async def test_inserts_go_on_reads_answer_503_and_projections_catch_up(drill: Dr
     stored = await stored_blob_ids(drill.store, load.user_ids)
     rows, final_rows = await blob_counts(drill.store, load.user_ids)
     report(
-        "clickhouse-outage", users=USERS, inserts=len(load.answers), acked=len(acked),
+        "clickhouse-outage",
+        users=USERS,
+        inserts=len(load.answers),
+        acked=len(acked),
         acked_during_outage=len([a for a in acked if down_at <= a.started and a.ended <= up_at]),
-        outage_s=up_at - down_at, write_failures=write_failures.count, catch_up_s=catch_up,
-        blob_rows=rows, blob_rows_final=final_rows, tasks_started=len(statuses),
+        outage_s=up_at - down_at,
+        write_failures=write_failures.count,
+        catch_up_s=catch_up,
+        blob_rows=rows,
+        blob_rows_final=final_rows,
+        tasks_started=len(statuses),
         tasks_ended=len(statuses) - len(open_tasks(statuses)),
     )
-    assert not load.unexpected() and not [a for a in load.answers if a.refused], "an insert failed while only ClickHouse was down"
+    assert not load.unexpected() and not [a for a in load.answers if a.refused], (
+        "an insert failed while only ClickHouse was down"
+    )
     assert set(stored) == {a.blob_id for a in acked}, "acknowledged blobs lost, or blobs nobody acknowledged"
     assert final_rows == len(acked)
     twice = {b for b in stored if stored.count(b) > 1}

@@ -36,7 +36,10 @@ FAULTS = {
     "http 500": ([500], "Error code: 500"),
     "malformed json": (["this is not json", '{"changes": 5}'], "malformed LLM answer"),  # asked once more
 }
-BACK = {"changes": [{"op": "add", "topic": "interest", "sub_topic": "drink", "content": "coffee"}], "event_tip": "Coffee."}
+BACK = {
+    "changes": [{"op": "add", "topic": "interest", "sub_topic": "drink", "content": "coffee"}],
+    "event_tip": "Coffee.",
+}
 
 
 class FaultyLLM(ScriptedLLM):
@@ -56,7 +59,10 @@ class FaultyLLM(ScriptedLLM):
         return await super()._chat(request)
 
 
-pytestmark = [pytest.mark.llm_server.with_args(FaultyLLM), pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url, "llm_timeout": TIMEOUT})]
+pytestmark = [
+    pytest.mark.llm_server.with_args(FaultyLLM),
+    pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url, "llm_timeout": TIMEOUT}),
+]
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,10 @@ async def topic_size(settings: Settings, topic: str) -> int:
 
 
 async def parked_errors(settings: Settings) -> list[str]:
-    return [dict(m.headers)["error"].decode() for m in await messages_in(settings, partitions(settings, settings.topic_dead_letter))]
+    return [
+        dict(m.headers)["error"].decode()
+        for m in await messages_in(settings, partitions(settings, settings.topic_dead_letter))
+    ]
 
 
 async def fail_flush(api: Api, llm: FaultyLLM, stack: Stack, fault: str) -> Parked:
@@ -87,9 +96,14 @@ async def fail_flush(api: Api, llm: FaultyLLM, stack: Stack, fault: str) -> Park
     inserted = await api.ok("POST", f"/blobs/insert/{user}", json=chat("I drink coffee every morning."))
     status, body = await api.call("POST", f"/users/buffer/{user}/chat", params={"wait_process": "true"})
     assert status == 200 and body["errno"] == 500, (fault, body)
-    starts = llm.arrivals[seen::len(per_try)]
+    starts = llm.arrivals[seen :: len(per_try)]
     return Parked(
-        fault, user, inserted["id"], inserted["task_id"], body["task_id"], len(llm.requests) - seen,
+        fault,
+        user,
+        inserted["id"],
+        inserted["task_id"],
+        body["task_id"],
+        len(llm.requests) - seen,
         [later - earlier for earlier, later in zip(starts, starts[1:])],
     )
 
@@ -101,7 +115,9 @@ async def park_odd_records(settings: Settings) -> None:
     await producer.start()
     try:
         for key, value in ((b"default:x", b"\xffnot a record"), (edit.key, edit.model_dump_json().encode())):
-            await producer.send_and_wait(settings.topic_dead_letter, value, key=key, headers=[("error", b"RuntimeError: drill")])
+            await producer.send_and_wait(
+                settings.topic_dead_letter, value, key=key, headers=[("error", b"RuntimeError: drill")]
+            )
     finally:
         await producer.stop()
 
@@ -116,6 +132,7 @@ async def parked(api: Api, llm: FaultyLLM, stack: Stack) -> dict[str, Parked]:
 
     async def all_parked() -> bool:
         return await topic_size(stack.settings, stack.settings.topic_dead_letter) == len(flushes) + 3
+
     await eventually(all_parked, what="every failed flush on the dead-letter topic")
     return {**flushes, "deleted user": gone}
 
@@ -139,7 +156,9 @@ async def test_tries_are_bounded_with_backoff_then_the_task_fails(
 
 
 @pytest.fixture(scope="module")
-async def replayed(parked: dict[str, Parked], llm: FaultyLLM, stack: Stack, store: Store) -> tuple[DeadLetterReplay, int]:
+async def replayed(
+    parked: dict[str, Parked], llm: FaultyLLM, stack: Stack, store: Store
+) -> tuple[DeadLetterReplay, int]:
     """The LLM answers again; the parked flushes are replayed. Also: how many calls the replay cost."""
     seen = len(llm.requests)
     llm.script(*[BACK] * len(FAULTS))
@@ -150,7 +169,9 @@ async def test_replay_resends_each_parked_flush_and_reports_the_rest(
     replayed: tuple[DeadLetterReplay, int], parked: dict[str, Parked]
 ) -> None:
     outcome = replayed[0]
-    assert sorted(d.flush_id for d in outcome.replayed) == sorted(parked[f].flush_task for f in [*FAULTS, "deleted user"])
+    assert sorted(d.flush_id for d in outcome.replayed) == sorted(
+        parked[f].flush_task for f in [*FAULTS, "deleted user"]
+    )
     assert all(d.error for d in outcome.replayed)  # each carries the error it was parked with
     assert [(d.kind, d.not_replayed) for d in outcome.reported] == [("other", "not a parked flush")] * 2
 
@@ -165,6 +186,7 @@ async def test_the_replay_of_a_user_deleted_since_is_refused_by_the_owner(
 async def refused_again(settings: Settings, user: str) -> None:
     async def refused() -> list[str]:
         return [e for e in await parked_errors(settings) if e == f"user {user} no longer exists"]
+
     await eventually(refused, what="the deleted user's replay parked with its reason")
 
 
@@ -173,12 +195,16 @@ async def test_replayed_flushes_complete_their_tasks_and_write_the_profile_once(
 ) -> None:
     flushes = [parked[f] for f in FAULTS]
     for flush in flushes:
+
         async def completed() -> bool:
             tasks = [await api.ok("GET", f"/tasks/{t}") for t in (flush.insert_task, flush.flush_task)]
             return all(t["status"] == "completed" and t["error"] is None for t in tasks)
+
         await eventually(completed, what=f"the tasks of the {flush.fault} flush completed")
         profile = (await api.ok("GET", f"/users/profile/{flush.user}"))["profiles"]
-        assert [(p["attributes"], p["content"]) for p in profile] == [({"topic": "interest", "sub_topic": "drink"}, "coffee")]
+        assert [(p["attributes"], p["content"]) for p in profile] == [
+            ({"topic": "interest", "sub_topic": "drink"}, "coffee")
+        ]
         done = await api.ok("GET", f"/users/buffer/capacity/{flush.user}/chat", params={"status": "done"})
         assert done["ids"] == [flush.blob_id]
     assert len(llm.requests) - replayed[1] == len(flushes) and llm.replies == []  # one call per replayed flush
@@ -192,14 +218,20 @@ async def test_replayed_flushes_complete_their_tasks_and_write_the_profile_once(
     assert sorted(await stored_blob_ids(store, users)) == sorted(flush.blob_id for flush in flushes)  # acked = stored
     started, ended = await tasks_balance(store, users)
     assert started == ended == 2 * len(flushes)
-    assert all(statuses == {"running", "failed", "completed"} for statuses in (await task_statuses(store, users)).values())
+    assert all(
+        statuses == {"running", "failed", "completed"} for statuses in (await task_statuses(store, users)).values()
+    )
     assert await stored_blob_ids(store, [parked["deleted user"].user]) == []  # the deleted user stays deleted
     # Billed: every call that got an answer (the malformed ones, not timeouts or 500s) and each replay's call.
     expected = parked["malformed json"].calls + len(flushes)
-    billed = await eventually(lambda: store.query(
-        f"SELECT sum(calls) AS calls FROM {store.database}.usage FINAL WHERE has({{u:Array(String)}}, user_id) "
-        "HAVING calls = {n:UInt64}", {"u": users, "n": expected},
-    ), what="the failed tries and the replayed calls billed")
+    billed = await eventually(
+        lambda: store.query(
+            f"SELECT sum(calls) AS calls FROM {store.database}.usage FINAL WHERE has({{u:Array(String)}}, user_id) "
+            "HAVING calls = {n:UInt64}",
+            {"u": users, "n": expected},
+        ),
+        what="the failed tries and the replayed calls billed",
+    )
     assert billed[0]["calls"] == expected
 
 

@@ -88,20 +88,34 @@ class Restart:
     statuses: dict[str, set[str]]
 
     def report(self, **more: object) -> None:
-        report("worker-restart", users=USERS, stop_waited_for_the_flush=self.stop_waited, stop_s=self.stop_s,
-               start_s=self.start_s, tasks_ended_s=self.ended_s, llm_requests=len(self.llm.requests),
-               tasks_started=len(self.statuses), tasks_ended=len(self.statuses) - len(open_tasks(self.statuses)),
-               **more)
+        report(
+            "worker-restart",
+            users=USERS,
+            stop_waited_for_the_flush=self.stop_waited,
+            stop_s=self.stop_s,
+            start_s=self.start_s,
+            tasks_ended_s=self.ended_s,
+            llm_requests=len(self.llm.requests),
+            tasks_started=len(self.statuses),
+            tasks_ended=len(self.statuses) - len(open_tasks(self.statuses)),
+            **more,
+        )
 
 
 @pytest.fixture(scope="module")
 async def restart(tmp_path_factory: pytest.TempPathFactory, llm: HeldLLM) -> AsyncIterator[Restart]:
-    async with drill_stack(tmp_path_factory.mktemp("worker-restart"), llm_base_url=llm.base_url,
-                           llm_timeout=HOLD + 5, max_chat_blob_buffer_token_size=1024) as drill:
+    async with drill_stack(
+        tmp_path_factory.mktemp("worker-restart"),
+        llm_base_url=llm.base_url,
+        llm_timeout=HOLD + 5,
+        max_chat_blob_buffer_token_size=1024,
+    ) as drill:
         users = {new_user(): (f"Name{i}", f"City{i}") for i in range(USERS)}
         flushes: dict[str, str] = {}
         for user, (name, city) in users.items():
-            await drill.api.ok("POST", f"/blobs/insert/{user}", json=chat(f"Hello, my name is {name} and I live in {city}."))
+            await drill.api.ok(
+                "POST", f"/blobs/insert/{user}", json=chat(f"Hello, my name is {name} and I live in {city}.")
+            )
             status, body = await drill.api.call("POST", f"/users/buffer/{user}/chat")
             assert (status, body["errno"]) == (200, 0), body
             flushes[user] = body["task_id"]
@@ -125,15 +139,25 @@ async def restart(tmp_path_factory: pytest.TempPathFactory, llm: HeldLLM) -> Asy
             statuses = await eventually(all_ended, timeout=60, what="every task ended")
         except AssertionError as exc:
             statuses = await task_statuses(drill.store, list(users))
-            stuck = {u[:8]: (t, statuses.get(t)) for u, t in flushes.items() if t in open_tasks(statuses) or t not in statuses}
-            raise AssertionError(f"{exc}: stuck flushes {stuck}, extractions asked {llm.asked_for()}, "
-                                 f"statuses {sorted(map(sorted, statuses.values()))}") from None
+            stuck = {
+                u[:8]: (t, statuses.get(t))
+                for u, t in flushes.items()
+                if t in open_tasks(statuses) or t not in statuses
+            }
+            raise AssertionError(
+                f"{exc}: stuck flushes {stuck}, extractions asked {llm.asked_for()}, "
+                f"statuses {sorted(map(sorted, statuses.values()))}"
+            ) from None
         yield Restart(drill, llm, users, flushes, not done, stop_s, start_s, time.monotonic() - starting, statuses)
 
 
 async def slots(store: Store, users: list[str], final: bool) -> list[dict[str, Any]]:
     """Per user and slot: profile rows, and history rows and distinct changes per flush that made it."""
-    db, scope, f = store.database, "project_id = {p:String} AND has({u:Array(String)}, user_id)", " FINAL" if final else ""
+    db, scope, f = (
+        store.database,
+        "project_id = {p:String} AND has({u:Array(String)}, user_id)",
+        " FINAL" if final else "",
+    )
     return await store.query(
         f"""SELECT p.user_id AS user_id, p.topic AS topic, p.sub_topic AS sub_topic, p.rows AS rows,
                    h.source_id AS source_id, h.rows AS history_rows, h.changes AS changes, h.ops AS ops
@@ -157,8 +181,11 @@ async def test_every_task_ends_and_each_slot_is_one_row_with_one_change_per_flus
 
     final = await eventually(two_slots_each, what="two slots per user")
     raw = await slots(drill.store, list(users), final=False)
-    restart.report(profile_rows=sum(r["rows"] for r in raw), history_rows=sum(r["history_rows"] for r in raw),
-                   profile_rows_final=sum(r["rows"] for r in final))
+    restart.report(
+        profile_rows=sum(r["rows"] for r in raw),
+        history_rows=sum(r["history_rows"] for r in raw),
+        profile_rows_final=sum(r["rows"] for r in final),
+    )
 
     assert restart.stop_waited, "the worker stopped without waiting for the job under way"
     assert all(s & {"completed", "failed"} for s in restart.statuses.values()), "a task still running"
@@ -180,7 +207,9 @@ async def test_no_flush_is_extracted_again_after_the_restart(restart: Restart) -
     drill, users = restart.drill, restart.users
     asked = restart.llm.asked_for()
     final = await slots(drill.store, list(users), final=True)
-    results = {user: (await drill.api.ok("GET", f"/tasks/{task_id}"))["results"] for user, task_id in restart.flushes.items()}
+    results = {
+        user: (await drill.api.ok("GET", f"/tasks/{task_id}"))["results"] for user, task_id in restart.flushes.items()
+    }
     restart.report(extracted_twice=sorted(n for n in set(asked) if asked.count(n) > 1))
     assert sorted(asked) == sorted(name for name, _ in users.values()), f"extractions asked: {asked}"
     for user, result in results.items():

@@ -11,15 +11,38 @@ from tests.support.client import Api, chat, new_user
         ("POST", "/blobs/insert/{user}", {"data": "{not json", "headers": None}, 422, 422, "malformed JSON"),
         ("POST", "/blobs/insert/not-a-uuid", {"json": chat("hi")}, 422, 422, "user_id"),
         ("POST", "/blobs/insert/{user}", {"json": {"blob_type": "video", "blob_data": {}}}, 422, 422, "blob_type"),
-        ("POST", "/blobs/insert/{user}", {"json": {"blob_type": "chat", "blob_data": {}}}, 422, 422, "blob_data.messages"),
-        ("POST", "/blobs/insert/{user}", {"json": {"blob_type": "chat", "blob_data": {"messages": [{"role": "x", "content": "a"}]}}}, 422, 422, "role"),
+        (
+            "POST",
+            "/blobs/insert/{user}",
+            {"json": {"blob_type": "chat", "blob_data": {}}},
+            422,
+            422,
+            "blob_data.messages",
+        ),
+        (
+            "POST",
+            "/blobs/insert/{user}",
+            {"json": {"blob_type": "chat", "blob_data": {"messages": [{"role": "x", "content": "a"}]}}},
+            422,
+            422,
+            "role",
+        ),
         ("POST", "/blobs/insert/{user}", {"json": chat("hi"), "token": "wrong"}, 401, 401, "invalid token"),
         ("POST", "/users/buffer/{user}/movie", {}, 422, 422, "blob_type"),
-        ("POST", "/blobs/insert/{user}", {"json": chat("hi"), "params": {"wait_process": "maybe"}}, 422, 422, "wait_process"),
+        (
+            "POST",
+            "/blobs/insert/{user}",
+            {"json": chat("hi"), "params": {"wait_process": "maybe"}},
+            422,
+            422,
+            "wait_process",
+        ),
         ("GET", "/blobs/{user}/not-a-uuid", {}, 422, 422, "blob_id"),
     ],
 )
-async def test_rejected_and_nothing_written(api: Api, method: str, path: str, kwargs: dict, status: int, errno: int, mentions: str) -> None:
+async def test_rejected_and_nothing_written(
+    api: Api, method: str, path: str, kwargs: dict, status: int, errno: int, mentions: str
+) -> None:
     user = new_user()
     kwargs = {k: v for k, v in kwargs.items() if k != "headers"}
     got_status, body = await api.call(method, path.format(user=user), **kwargs)

@@ -70,7 +70,14 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
     "update_profile_config": {"profile_config": ""},
     "task_status_memos": {"task_id": "some-task"},
 }
-WRONG_TYPE = {"string": ["not", "text"], "object": "text", "array": "text", "integer": "ten", "number": "ten", "boolean": "maybe"}
+WRONG_TYPE = {
+    "string": ["not", "text"],
+    "object": "text",
+    "array": "text",
+    "integer": "ten",
+    "number": "ten",
+    "boolean": "maybe",
+}
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +94,8 @@ async def log_size(stack: Stack) -> AsyncIterator[Callable[[], Awaitable[int]]]:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     await consumer.start()
     partitions = [
-        TopicPartition(topic, p) for topic in (settings.topic_ingest, settings.topic_projects)
+        TopicPartition(topic, p)
+        for topic in (settings.topic_ingest, settings.topic_projects)
         for p in range(settings.topic_partitions)
     ]
 
@@ -107,7 +115,9 @@ def fill(path: str, op: dict[str, Any], user: str, **given: str) -> str:
     for param in op["parameters"]:
         if param["in"] == "path":
             name = param["name"]
-            value = given.get(name) or (user if name == "user_id" else "chat" if name == "blob_type" else str(uuid.uuid4()))
+            value = given.get(name) or (
+                user if name == "user_id" else "chat" if name == "blob_type" else str(uuid.uuid4())
+            )
             path = path.replace("{" + name + "}", value)
     return path
 
@@ -123,7 +133,9 @@ def routed_elsewhere(spec: dict[str, Any], method: str, concrete: str) -> bool:
 
 def required_query(op: dict[str, Any], but: str = "") -> str:
     """Valid values for the operation's required query parameters (all free text), except ``but``."""
-    return "".join(f"&{p['name']}=jazz" for p in op["parameters"] if p["in"] == "query" and p["required"] and p["name"] != but)
+    return "".join(
+        f"&{p['name']}=jazz" for p in op["parameters"] if p["in"] == "query" and p["required"] and p["name"] != but
+    )
 
 
 def valid_body(op: dict[str, Any]) -> bytes:
@@ -163,8 +175,15 @@ async def test_bad_path_parameters(spec: dict[str, Any], corpus: Corpus) -> None
             bad = BAD_UUIDS if schema.get("format") == "uuid" else BAD_BLOB_TYPES if "enum" in schema else []
             for value in bad:
                 user = new_user()
-                await corpus.rejected(method, fill(path, op, user, **{name: value}), user, status=422, field=f"{name}:",
-                                      body=valid_body(op), what=name)
+                await corpus.rejected(
+                    method,
+                    fill(path, op, user, **{name: value}),
+                    user,
+                    status=422,
+                    field=f"{name}:",
+                    body=valid_body(op),
+                    what=name,
+                )
     corpus.check(at_least=150)
 
 
@@ -175,11 +194,26 @@ async def test_bad_query_values(spec: dict[str, Any], corpus: Corpus) -> None:
             for value in BAD_QUERY_VALUES.get(query_kind(param["schema"]), []):
                 user = new_user()
                 query = f"{name}={quote(value)}" + required_query(op, but=name)
-                await corpus.rejected(method, fill(path, op, user), user, status=422, field=name, query=query,
-                                      body=valid_body(op), what=name)
+                await corpus.rejected(
+                    method,
+                    fill(path, op, user),
+                    user,
+                    status=422,
+                    field=name,
+                    query=query,
+                    body=valid_body(op),
+                    what=name,
+                )
         user = new_user()
-        await corpus.rejected(method, fill(path, op, user), user, status=422, field="query:", query="x=%FF%FE&y=%C3",
-                              what="query string not UTF-8")
+        await corpus.rejected(
+            method,
+            fill(path, op, user),
+            user,
+            status=422,
+            field="query:",
+            query="x=%FF%FE&y=%C3",
+            what="query string not UTF-8",
+        )
     corpus.check(at_least=150)
 
 
@@ -189,12 +223,18 @@ async def test_sql_looking_query_text_is_just_text(spec: dict[str, Any], corpus:
     for method, path, op in operations(spec):
         if method != "GET":
             continue
-        for param in (p for p in op["parameters"] if p["in"] == "query" and query_kind(p["schema"]) in ("string", "array")):
+        for param in (
+            p for p in op["parameters"] if p["in"] == "query" and query_kind(p["schema"]) in ("string", "array")
+        ):
             for value in SQL:
                 query = f"{param['name']}={quote(value)}" + required_query(op, but=param["name"])
-                status, body = await corpus.answered(method, fill(path, op, new_user()), query=query, what=param["name"])
+                status, body = await corpus.answered(
+                    method, fill(path, op, new_user()), query=query, what=param["name"]
+                )
                 if body is not None and status != 200 and not body["errmsg"].startswith(param["name"]):
-                    corpus.record(f"{path} {param['name']}", ["rejected without naming the field"], status, body["errmsg"])
+                    corpus.record(
+                        f"{path} {param['name']}", ["rejected without naming the field"], status, body["errmsg"]
+                    )
     corpus.check(at_least=50)
 
 
@@ -214,8 +254,9 @@ async def test_bad_bodies(spec: dict[str, Any], corpus: Corpus) -> None:
             probes.append((f"{field} of the wrong type", json.dumps(wrong).encode(), 422, f"body.{field}"))
         for what, raw, status, field in probes:
             user = new_user()
-            await corpus.rejected(method, fill(path, op, user), user, status=status, field=field, body=raw,
-                                  what=f"{name}: {what}")
+            await corpus.rejected(
+                method, fill(path, op, user), user, status=status, field=field, body=raw, what=f"{name}: {what}"
+            )
     corpus.check(at_least=100)
 
 
@@ -226,7 +267,10 @@ async def test_bad_blob_data(corpus: Corpus) -> None:
         {"blob_type": "chat", "blob_data": {"messages": [{"role": "user", "content": 12}]}},
         {"blob_type": "chat", "blob_data": {"messages": []}},
         {"blob_type": "doc", "blob_data": {"text": "x"}},
-        {"blob_type": "transcript", "blob_data": {"transcripts": [{"content": "x", "start_timestamp_in_seconds": "soon"}]}},
+        {
+            "blob_type": "transcript",
+            "blob_data": {"transcripts": [{"content": "x", "start_timestamp_in_seconds": "soon"}]},
+        },
         {**chat("x"), "created_at": "yesterday"},
         {**chat("x"), "created_at": "9999-12-31T00:00:00Z"},
         {**chat("x"), "created_at": "0001-01-01T00:00:00Z"},
@@ -234,8 +278,15 @@ async def test_bad_blob_data(corpus: Corpus) -> None:
     ]
     for payload in bad:
         user = new_user()
-        await corpus.rejected("POST", f"/api/v1/blobs/insert/{user}", user, status=422, field="body.", body=json.dumps(payload).encode(),
-                              what=json.dumps(payload)[:60])
+        await corpus.rejected(
+            "POST",
+            f"/api/v1/blobs/insert/{user}",
+            user,
+            status=422,
+            field="body.",
+            body=json.dumps(payload).encode(),
+            what=json.dumps(payload)[:60],
+        )
     corpus.check(at_least=len(bad))
 
 
@@ -245,10 +296,15 @@ async def test_slot_names_cannot_hold_the_key_separator(api: Api, corpus: Corpus
     user = (await api.ok("POST", "/users", json={}))["id"]
     pid = (await api.ok("POST", f"/users/profile/{user}", json=VALID_BODIES["add_profile"]))["id"]
     before = await api.ok("GET", f"/users/profile/{user}")
-    for field, attributes in [("topic", {"topic": "a::b", "sub_topic": "c"}), ("sub_topic", {"topic": "a", "sub_topic": "b::c"})]:
+    for field, attributes in [
+        ("topic", {"topic": "a::b", "sub_topic": "c"}),
+        ("sub_topic", {"topic": "a", "sub_topic": "b::c"}),
+    ]:
         body = json.dumps({"content": "x", "attributes": attributes}).encode()
         for method, path in [("POST", f"/api/v1/users/profile/{user}"), ("PUT", f"/api/v1/users/profile/{user}/{pid}")]:
-            await corpus.rejected(method, path, user, status=422, field=f"body.attributes.{field}:", body=body, what="'::'")
+            await corpus.rejected(
+                method, path, user, status=422, field=f"body.attributes.{field}:", body=body, what="'::'"
+            )
     assert await api.ok("GET", f"/users/profile/{user}") == before
     corpus.check(at_least=4)
 
@@ -260,19 +316,26 @@ async def test_bad_encodings_and_methods(spec: dict[str, Any], corpus: Corpus) -
     path = f"/api/v1/blobs/insert/{user}"
     bomb = gzip.compress(json.dumps({**chat("x" * (MAX_BODY * 50))}).encode())
     assert len(bomb) < MAX_BODY
-    await corpus.rejected("POST", path, user, status=413, field="body", body=bomb, headers={"Content-Encoding": "gzip"},
-                          what="gzip bomb")
+    await corpus.rejected(
+        "POST", path, user, status=413, field="body", body=bomb, headers={"Content-Encoding": "gzip"}, what="gzip bomb"
+    )
     # ("br" is not among them: without the Brotli package aiohttp's parser refuses it before the
     # application runs, in plain text — like a request line over its limit, outside the envelope.)
     for encoding in ("gzip", "deflate", "x-unknown"):
-        got, content_type, text = await send(corpus.api, "POST", path, body=b"not compressed", headers={"Content-Encoding": encoding})
-        corpus.record(f"POST {path} [Content-Encoding {encoding}]", envelope_problems(got, content_type, text), got, text)
+        got, content_type, text = await send(
+            corpus.api, "POST", path, body=b"not compressed", headers={"Content-Encoding": encoding}
+        )
+        corpus.record(
+            f"POST {path} [Content-Encoding {encoding}]", envelope_problems(got, content_type, text), got, text
+        )
     assert await corpus.rows_of(user) == 0
     for path, item in spec["paths"].items():
         concrete = fill(path, item[next(iter(item))], user)
         for method in {"GET", "POST", "PUT", "DELETE", "PATCH"} - {m.upper() for m in item}:
             if not routed_elsewhere(spec, method, concrete):
-                await corpus.rejected(method, concrete, user, status=405, field="Method Not Allowed", what="no such method")
+                await corpus.rejected(
+                    method, concrete, user, status=405, field="Method Not Allowed", what="no such method"
+                )
     corpus.check(at_least=80)
 
 
@@ -288,9 +351,15 @@ async def test_unknown_query_parameters_are_ignored(spec: dict[str, Any], corpus
         plain = await corpus.answered(method, filled, query=required_query(op)[1:], what="baseline")
         extra = await corpus.answered(method, filled, query=unknown + required_query(op), what="unknown parameters")
         if plain[1] and extra[1]:
-            same = (plain[0], plain[1]["errno"], plain[1]["errmsg"]) == (extra[0], extra[1]["errno"], extra[1]["errmsg"])
+            same = (plain[0], plain[1]["errno"], plain[1]["errmsg"]) == (
+                extra[0],
+                extra[1]["errno"],
+                extra[1]["errmsg"],
+            )
             if not same:
-                corpus.record(f"{method} {path}", ["answers differently with unknown parameters"], extra[0], str(extra[1]))
+                corpus.record(
+                    f"{method} {path}", ["answers differently with unknown parameters"], extra[0], str(extra[1])
+                )
     corpus.check(at_least=62)
 
 
@@ -307,18 +376,31 @@ async def test_sql_looking_text_is_stored_verbatim(api: Api) -> None:
     assert user in [u["id"] for u in found["users"]]
 
     blobs = {
-        "chat": {"messages": [{"role": "user", "content": text, "alias": SQL[0], "created_at": SQL[1]} for text in SQL]},
+        "chat": {
+            "messages": [{"role": "user", "content": text, "alias": SQL[0], "created_at": SQL[1]} for text in SQL]
+        },
         "doc": {"content": "\n".join(SQL)},
         "summary": {"summary": SQL[2]},
         "code": {"content": SQL[3], "language": SQL[0]},
         "image": {"url": SQL[1], "base64": SQL[4]},
-        "transcript": {"transcripts": [{"content": SQL[0], "start_timestamp_in_seconds": 1.5,
-                                        "end_time_timestamp_in_seconds": 2.0, "speaker": SQL[5]}]},
+        "transcript": {
+            "transcripts": [
+                {
+                    "content": SQL[0],
+                    "start_timestamp_in_seconds": 1.5,
+                    "end_time_timestamp_in_seconds": 2.0,
+                    "speaker": SQL[5],
+                }
+            ]
+        },
     }
     for blob_type, blob_data in blobs.items():
         fields = {SQL[0]: SQL[1], "n": [SQL[4]]}
-        blob_id = (await api.ok("POST", f"/blobs/insert/{user}", json={"blob_type": blob_type, "blob_data": blob_data,
-                                                                        "fields": fields}))["id"]
+        blob_id = (
+            await api.ok(
+                "POST", f"/blobs/insert/{user}", json={"blob_type": blob_type, "blob_data": blob_data, "fields": fields}
+            )
+        )["id"]
         got = await readable(api, f"/blobs/{user}/{blob_id}")
         assert (got["blob_type"], got["blob_data"], got["fields"]) == (blob_type, blob_data, fields)
 
@@ -335,7 +417,10 @@ async def test_sql_looking_text_is_stored_verbatim(api: Api) -> None:
         pid = (await api.ok("POST", f"/users/profile/{user}", json=slot))["id"]
         rows = {r["id"]: r for r in (await api.ok("GET", f"/users/profile/{user}"))["profiles"]}
         assert rows[pid]["content"] == text
-        assert rows[pid]["attributes"] == {"topic": ("notes " + text).strip().lower(), "sub_topic": text.strip().lower()}
+        assert rows[pid]["attributes"] == {
+            "topic": ("notes " + text).strip().lower(),
+            "sub_topic": text.strip().lower(),
+        }
 
 
 async def recorded(api: Api, user: str) -> list[dict[str, Any]]:
@@ -348,10 +433,14 @@ async def test_event_edits_keep_sql_looking_text(api: Api) -> None:
     await api.ok("POST", f"/users/buffer/{user}/chat", params={"wait_process": "true"})
     events = await eventually(lambda: recorded(api, user), what="the flush's event")  # the offline extractor's
     tags = [{"tag": SQL[0], "value": SQL[1]}, {"tag": "mood", "value": SQL[4]}]
-    await api.ok("PUT", f"/users/event/{user}/{events[0]['id']}", json={"event_tip": SQL[2] + SQL[3], "event_tags": tags})
+    await api.ok(
+        "PUT", f"/users/event/{user}/{events[0]['id']}", json={"event_tip": SQL[2] + SQL[3], "event_tags": tags}
+    )
     event = (await api.ok("GET", f"/users/event/{user}"))["events"][0]
     assert (event["event_data"]["event_tip"], event["event_data"]["event_tags"]) == (SQL[2] + SQL[3], tags)
-    by_tag = await api.ok("GET", f"/users/event_tags/search/{user}", params={"tags": SQL[0], "tag_values": f"mood={SQL[4]}"})
+    by_tag = await api.ok(
+        "GET", f"/users/event_tags/search/{user}", params={"tags": SQL[0], "tag_values": f"mood={SQL[4]}"}
+    )
     assert [e["id"] for e in by_tag["events"]] == [event["id"]]
     for text in SQL:
         await api.ok("GET", f"/users/event/search/{user}", params={"query": text})

@@ -20,8 +20,14 @@ KEYS = {
     "insert": {"baseline", "levels", "fixed_rate", "peak", "targets", "api_processes"},
     "e2e": {"scenarios", "burst", "workers", "poll_ms", "target_p95_ms"},
     "reads": {"reads", "explain", "engine_ms", "seeded_tables", "seeding"},
-    "writer": {"records", "rows", "writer_rows_per_s", "consume_only_records_per_s", "insert_only_rows_per_s",
-               "target_rows_per_s"},
+    "writer": {
+        "records",
+        "rows",
+        "writer_rows_per_s",
+        "consume_only_records_per_s",
+        "insert_only_rows_per_s",
+        "target_rows_per_s",
+    },
     "scaling": {"done", "runs", "summary"},
     "flush": {"sizes", "throughput", "sync_flush", "targets"},
     "idle": {"dev", "split"},
@@ -36,8 +42,15 @@ def _reject_constant(name: str) -> Any:
 
 async def _quick(name: str, out: Path) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", f"scripts.bench.{name}", "--quick", "--out", str(out),
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        f"scripts.bench.{name}",
+        "--quick",
+        "--out",
+        str(out),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     try:
         output, _ = await asyncio.wait_for(process.communicate(), TIMEOUT)

@@ -74,13 +74,36 @@ async def write_both(records: list[Record], *stores: Store) -> None:
 async def test_projection_rows_read_back_as_embedded_reads_them(served: Store, embedded: Store) -> None:
     user, profile_id, blob_id, task_id = new_user(), str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     data = {"plan": "pro", "note": "it's a \\ tab\there, a line\nthere, é ✓"}
-    await write_both([
-        UserStored(project_id=PROJECT, user_id=user, seq=1, occurred_at=AT, data=data, created_at=AT),
-        BlobStored(project_id=PROJECT, user_id=user, seq=2, occurred_at=AT + timedelta(seconds=1), blob_id=blob_id,
-                   task_id=task_id, blob_type=BlobType.chat, blob_data=chat("Hi, I'm Frank")["blob_data"], created_at=AT),
-        ProfileSlotChanged(project_id=PROJECT, user_id=user, seq=3, occurred_at=AT + timedelta(seconds=2), profile_id=profile_id,
-                           op="add", topic="basic_info", sub_topic="name", content="Frank", source_id="flush-1"),
-    ], served, embedded)
+    await write_both(
+        [
+            UserStored(project_id=PROJECT, user_id=user, seq=1, occurred_at=AT, data=data, created_at=AT),
+            BlobStored(
+                project_id=PROJECT,
+                user_id=user,
+                seq=2,
+                occurred_at=AT + timedelta(seconds=1),
+                blob_id=blob_id,
+                task_id=task_id,
+                blob_type=BlobType.chat,
+                blob_data=chat("Hi, I'm Frank")["blob_data"],
+                created_at=AT,
+            ),
+            ProfileSlotChanged(
+                project_id=PROJECT,
+                user_id=user,
+                seq=3,
+                occurred_at=AT + timedelta(seconds=2),
+                profile_id=profile_id,
+                op="add",
+                topic="basic_info",
+                sub_topic="name",
+                content="Frank",
+                source_id="flush-1",
+            ),
+        ],
+        served,
+        embedded,
+    )
 
     got = await get_user(served, PROJECT, user)
     assert got == await get_user(embedded, PROJECT, user)
@@ -101,14 +124,30 @@ async def test_projection_rows_read_back_as_embedded_reads_them(served: Store, e
 
 
 async def test_parameters_bind_by_declared_type_on_the_server(served: Store, embedded: Store) -> None:
-    sql = ("SELECT {s:String} AS s, {n:Nullable(String)} AS n, {v:Array(Float32)} AS v, {t:DateTime64(3)} AS t, "
-           "{id:UUID} AS id, {k:UInt64} AS k")
-    params = {"s": "x' OR 1=1 -- \\ \t\n {s:String} é", "n": None, "v": [0.25, -1.5], "t": AT,
-              "id": uuid.UUID(int=7), "k": 2**63}
+    sql = (
+        "SELECT {s:String} AS s, {n:Nullable(String)} AS n, {v:Array(Float32)} AS v, {t:DateTime64(3)} AS t, "
+        "{id:UUID} AS id, {k:UInt64} AS k"
+    )
+    params = {
+        "s": "x' OR 1=1 -- \\ \t\n {s:String} é",
+        "n": None,
+        "v": [0.25, -1.5],
+        "t": AT,
+        "id": uuid.UUID(int=7),
+        "k": 2**63,
+    }
     rows = await served.query(sql, params)
     assert rows == await embedded.query(sql, params)
-    assert rows == [{"s": params["s"], "n": None, "v": [0.25, -1.5], "t": datetime(2025, 3, 4, 5, 6, 7, 891000),
-                     "id": uuid.UUID(int=7), "k": 2**63}]
+    assert rows == [
+        {
+            "s": params["s"],
+            "n": None,
+            "v": [0.25, -1.5],
+            "t": datetime(2025, 3, 4, 5, 6, 7, 891000),
+            "id": uuid.UUID(int=7),
+            "k": 2**63,
+        }
+    ]
 
 
 async def test_large_array_insert_and_semantic_search(served: Store, embedded: Store) -> None:
@@ -118,16 +157,25 @@ async def test_large_array_insert_and_semantic_search(served: Store, embedded: S
     target = [0.0] * dims
     target[42] = 1.0
     events = [
-        EventRecorded(project_id=PROJECT, user_id=user, seq=i + 1, occurred_at=AT + timedelta(milliseconds=i), event_id=str(uuid.uuid4()),
-                      flush_id=f"flush-{i}", event_data=EventData(event_tip=f"event {i}"),
-                      embedding=target if i == 42 else [0.5] * dims)
+        EventRecorded(
+            project_id=PROJECT,
+            user_id=user,
+            seq=i + 1,
+            occurred_at=AT + timedelta(milliseconds=i),
+            event_id=str(uuid.uuid4()),
+            flush_id=f"flush-{i}",
+            event_data=EventData(event_tip=f"event {i}"),
+            embedding=target if i == 42 else [0.5] * dims,
+        )
         for i in range(3000)
     ]
     await write_both(events, served, embedded)
 
     count = "SELECT count() AS n, sum(length(embedding)) AS floats FROM {db}.events FINAL WHERE user_id = {u:String}"
     for store in (served, embedded):
-        assert await store.query(count.replace("{db}", store.database), {"u": user}) == [{"n": 3000, "floats": 3000 * dims}]
+        assert await store.query(count.replace("{db}", store.database), {"u": user}) == [
+            {"n": 3000, "floats": 3000 * dims}
+        ]
     search = dict(query="", query_embedding=target, topk=3, similarity_threshold=0.5, time_range_in_days=100_000)
     found = await search_events(served, PROJECT, user, **search)
     assert found == await search_events(embedded, PROJECT, user, **search)
@@ -151,19 +199,41 @@ async def test_update_with_a_large_parameter_and_delete(served: Store, embedded:
     DELETEs with their parameters."""
     user, profile_id = new_user(), str(uuid.uuid4())
     big = {"bio": "ok " * 3000}
-    await write_both([
-        UserStored(project_id=PROJECT, user_id=user, seq=1, occurred_at=AT, data={"plan": "pro"}, created_at=AT),
-        ProfileSlotChanged(project_id=PROJECT, user_id=user, seq=2, occurred_at=AT, profile_id=profile_id,
-                           op="add", topic="basic_info", sub_topic="name", content="Frank", source_id="flush-1"),
-        UserStored(project_id=PROJECT, user_id=user, seq=3, occurred_at=AT + timedelta(seconds=5), data=big, created_at=AT),
-    ], served, embedded)
+    await write_both(
+        [
+            UserStored(project_id=PROJECT, user_id=user, seq=1, occurred_at=AT, data={"plan": "pro"}, created_at=AT),
+            ProfileSlotChanged(
+                project_id=PROJECT,
+                user_id=user,
+                seq=2,
+                occurred_at=AT,
+                profile_id=profile_id,
+                op="add",
+                topic="basic_info",
+                sub_topic="name",
+                content="Frank",
+                source_id="flush-1",
+            ),
+            UserStored(
+                project_id=PROJECT, user_id=user, seq=3, occurred_at=AT + timedelta(seconds=5), data=big, created_at=AT
+            ),
+        ],
+        served,
+        embedded,
+    )
     updated = await get_user(served, PROJECT, user)
     assert updated == await get_user(embedded, PROJECT, user)
     assert updated is not None and updated["data"] == big
-    assert (updated["created_at"], updated["updated_at"]) == (datetime(2025, 3, 4, 5, 6, 7, 891000),
-                                                              datetime(2025, 3, 4, 5, 6, 12, 891000))
+    assert (updated["created_at"], updated["updated_at"]) == (
+        datetime(2025, 3, 4, 5, 6, 7, 891000),
+        datetime(2025, 3, 4, 5, 6, 12, 891000),
+    )
 
-    await write_both([UserForgotten(project_id=PROJECT, user_id=user, seq=4, occurred_at=AT + timedelta(seconds=9))], served, embedded)
+    await write_both(
+        [UserForgotten(project_id=PROJECT, user_id=user, seq=4, occurred_at=AT + timedelta(seconds=9))],
+        served,
+        embedded,
+    )
     assert await get_user(served, PROJECT, user) is None
     assert await list_profiles(served, PROJECT, user) == []
     assert await get_user(embedded, PROJECT, user) is None
@@ -219,6 +289,7 @@ async def test_api_and_worker_share_the_front(front: ClickHouseFront, make_setti
 
         async def profiles() -> list[dict]:
             return (await api.ok("GET", f"/users/profile/{user}"))["profiles"]
+
         found = await eventually(profiles, what="profile rows through the front")
         slots = {(p["attributes"]["topic"], p["attributes"]["sub_topic"]): p["content"] for p in found}
         assert slots[("basic_info", "name")] == "Frank"

@@ -36,7 +36,9 @@ async def slow_llm() -> AsyncIterator[ScriptedLLM]:
 
 
 @pytest.fixture(scope="module")
-async def slow(make_settings: Callable[..., Settings], store: Store, slow_llm: ScriptedLLM) -> AsyncIterator[tuple[Stack, Api]]:
+async def slow(
+    make_settings: Callable[..., Settings], store: Store, slow_llm: ScriptedLLM
+) -> AsyncIterator[tuple[Stack, Api]]:
     stack = await started(make_settings(llm_base_url=slow_llm.base_url, topic_partitions=PARTITIONS), store)
     client = Api(stack.url, TOKEN)
     yield stack, client
@@ -64,11 +66,14 @@ async def test_many_users_are_extracted_at_once(slow: tuple[Stack, Api], slow_ll
 
     async def all_completed() -> bool:
         return all(await asyncio.gather(*(_completed(api, t) for t in tasks)))
+
     await eventually(all_completed, timeout=30, what="24 flushes extracted")
     elapsed = time.monotonic() - started_at
     received = sorted(r - started_at for r, _ in slow_llm.timeline[-24:])
-    print(f"\n24 flushes with a {DELAY:g}s LLM: {elapsed:.1f}s, at most {slow_llm.max_in_flight} calls in flight; "
-          f"LLM asked from {received[0]:.2f}s to {received[-1]:.2f}s")
+    print(
+        f"\n24 flushes with a {DELAY:g}s LLM: {elapsed:.1f}s, at most {slow_llm.max_in_flight} calls in flight; "
+        f"LLM asked from {received[0]:.2f}s to {received[-1]:.2f}s"
+    )
     assert slow_llm.max_in_flight >= 20  # one worker had (nearly) every user's extraction under way at once
 
 
@@ -81,8 +86,13 @@ async def test_a_users_second_flush_is_extracted_after_and_against_the_first(
 ) -> None:
     _, api = slow
     user = new_user()
-    slow_llm.script(adds("pilot"), {"changes": [{"op": "update", "topic": "work", "sub_topic": "title",
-                                                "content": "pilot, instructor"}], "event_tip": "teaches"})
+    slow_llm.script(
+        adds("pilot"),
+        {
+            "changes": [{"op": "update", "topic": "work", "sub_topic": "title", "content": "pilot, instructor"}],
+            "event_tip": "teaches",
+        },
+    )
     first_request = len(slow_llm.requests)
     await api.ok("POST", f"/blobs/insert/{user}", json=chat("I fly planes."))
     first = (await api.call("POST", f"/users/buffer/{user}/chat"))[1]["task_id"]
@@ -90,7 +100,7 @@ async def test_a_users_second_flush_is_extracted_after_and_against_the_first(
     second = (await api.call("POST", f"/users/buffer/{user}/chat", params={"wait_process": "true"}))[1]
     assert second["errno"] == 0 and second["data"][0]["update_profiles"], second
     assert await task_status(api, first) == "completed"
-    (_, first_answered), (second_received, _) = slow_llm.timeline[first_request:first_request + 2]
+    (_, first_answered), (second_received, _) = slow_llm.timeline[first_request : first_request + 2]
     assert second_received >= first_answered  # never two extractions of one user at once
     assert "work::title = pilot" in slow_llm.requests[first_request + 1]["messages"][-1]["content"]
     [slot] = (await api.ok("GET", f"/users/profile/{user}"))["profiles"]
@@ -99,8 +109,10 @@ async def test_a_users_second_flush_is_extracted_after_and_against_the_first(
 
 def same_partition_as(user: str) -> str:
     """Another user whose records land in ``user``'s partition (the default partitioner's murmur2)."""
+
     def partition(u: str) -> int:
         return (murmur2(f"default:{u}".encode()) & 0x7FFFFFFF) % PARTITIONS
+
     return next(u for u in (new_user() for _ in range(1000)) if partition(u) == partition(user))
 
 
@@ -110,7 +122,9 @@ async def nothing_of(store: Store, user: str) -> dict[str, int]:
     for table in USER_TABLES:
         deleted = " AND is_deleted = 0" if table in ("users", "blobs", "profiles", "events") else ""
         rows = await store.query(
-            f"SELECT count() AS n FROM {store.database}.{table} FINAL WHERE user_id = {{u:String}}{deleted}", {"u": user})
+            f"SELECT count() AS n FROM {store.database}.{table} FINAL WHERE user_id = {{u:String}}{deleted}",
+            {"u": user},
+        )
         counts[table] = rows[0]["n"]
     return {table: n for table, n in counts.items() if n}
 
@@ -164,4 +178,6 @@ async def _answered(llm: ScriptedLLM, before: int) -> bool:
 
 
 async def caught_up(settings: Settings) -> None:
-    await eventually(lambda: projected(settings), timeout=20, what="the projection writer at the end of the memory topic")
+    await eventually(
+        lambda: projected(settings), timeout=20, what="the projection writer at the end of the memory topic"
+    )

@@ -14,9 +14,15 @@ from tests.support.client import Api, chat, eventually, new_user
 from tests.support.memory import change, flush_with, rejected, seeded
 from scripts.scripted_llm import ScriptedLLM
 
-pytestmark = pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url, "embedding_base_url": llm.base_url})
+pytestmark = pytest.mark.stack_settings.with_args(
+    lambda llm: {"llm_base_url": llm.base_url, "embedding_base_url": llm.base_url}
+)
 
-TIPS = ["Adopted a cat named Miso from the shelter", "Went skiing in the Alps with friends", "Started learning the Rust language"]
+TIPS = [
+    "Adopted a cat named Miso from the shelter",
+    "Went skiing in the Alps with friends",
+    "Started learning the Rust language",
+]
 UNFLUSHED = "Tomorrow I fly to Lisbon for a conference on glaciers"
 
 
@@ -82,7 +88,9 @@ async def test_profile_event_ratio_splits_the_budget(api: Api, user: str) -> Non
     template = "{profile_section}\n@@\n{event_section}"
 
     async def profile_lines(ratio: float) -> int:
-        text = await context(api, user, customize_context_prompt=template, max_token_size=200, profile_event_ratio=ratio)
+        text = await context(
+            api, user, customize_context_prompt=template, max_token_size=200, profile_event_ratio=ratio
+        )
         return text.split("@@")[0].count("\n- ") + text.startswith("- ")
 
     few, many = await profile_lines(0.2), await profile_lines(0.9)
@@ -100,10 +108,14 @@ async def test_fill_window_with_events_uses_the_unused_profile_share(api: Api, u
 async def test_profile_filters_apply_to_the_context(api: Api, user: str) -> None:
     text = await context(api, user, only_topics="work", max_token_size=2000)
     assert "work::title: airline pilot" in text and "interest::" not in text and "basic_info::" not in text
-    status, body = await api.call("GET", f"/users/context/{user}?max_token_size=2000&prefer_topics=basic_info&&prefer_topics=work")
+    status, body = await api.call(
+        "GET", f"/users/context/{user}?max_token_size=2000&prefer_topics=basic_info&&prefer_topics=work"
+    )
     profile = body["data"]["context"].split("## Past events")[0]
     assert profile.index("basic_info::name") < profile.index("work::title") < profile.index("interest::")
-    capped = await context(api, user, max_subtopic_size=2, topic_limits_json=json.dumps({"work": 0}), max_token_size=2000)
+    capped = await context(
+        api, user, max_subtopic_size=2, topic_limits_json=json.dumps({"work": 0}), max_token_size=2000
+    )
     assert capped.count("interest::") == 2 and "work::" not in capped
 
 
@@ -112,8 +124,13 @@ async def test_chats_rank_the_matching_event_first(api: Api, user: str) -> None:
         return text.split("## Past events\n")[1].splitlines()[0]
 
     assert first_event(await context(api, user, max_token_size=2000)).endswith(TIPS[-1])  # newest first
-    chats = [{"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Tell me about the cat named Miso"}]
-    searched = await context(api, user, chats_str=json.dumps(chats), max_token_size=2000, event_similarity_threshold=0.3)
+    chats = [
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Tell me about the cat named Miso"},
+    ]
+    searched = await context(
+        api, user, chats_str=json.dumps(chats), max_token_size=2000, event_similarity_threshold=0.3
+    )
     assert first_event(searched).startswith("- [") and first_event(searched).endswith(TIPS[0])
     assert TIPS[2] not in searched  # under the similarity threshold
 
@@ -140,11 +157,17 @@ async def test_memobase_sdk_context_call(user: str, stack: Stack) -> None:
     def session() -> str:
         sdk_user = MemoBaseClient(project_url=stack.url, api_key=TOKEN).get_user(user, no_get=True)
         return sdk_user.context(
-            max_token_size=300, prefer_topics=["work", "basic_info"], topic_limits={"interest": 1},
-            profile_event_ratio=0.5, require_event_summary=True, time_range_in_days=30,
-            chats=[{"role": "user", "content": "Should I go skiing in the Alps?"}], event_similarity_threshold=0.1,
+            max_token_size=300,
+            prefer_topics=["work", "basic_info"],
+            topic_limits={"interest": 1},
+            profile_event_ratio=0.5,
+            require_event_summary=True,
+            time_range_in_days=30,
+            chats=[{"role": "user", "content": "Should I go skiing in the Alps?"}],
+            event_similarity_threshold=0.1,
             customize_context_prompt="# About the user\n{profile_section}\n# Events\n{event_section}",
-            full_profile_and_only_search_event=True, fill_window_with_events=True,
+            full_profile_and_only_search_event=True,
+            fill_window_with_events=True,
         )
 
     text = await asyncio.to_thread(session)

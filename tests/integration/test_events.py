@@ -23,21 +23,30 @@ from tests.support.memory import events, record_event, search, tips
 from tests.support.records import publish
 from scripts.scripted_llm import ScriptedLLM, embed
 
-pytestmark = pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url, "embedding_base_url": llm.base_url})
+pytestmark = pytest.mark.stack_settings.with_args(
+    lambda llm: {"llm_base_url": llm.base_url, "embedding_base_url": llm.base_url}
+)
 
 
 @pytest.fixture(scope="module")
 async def tagged(stack: Stack) -> None:
     """The project declares the tags the tests use (the extract agent drops undeclared ones)."""
     config = "event_tags:\n  - name: emotion\n  - name: topic\n"
-    await publish(stack.settings, stack.settings.topic_projects, ProjectConfigSet(project_id="default", config_yaml=config))
+    await publish(
+        stack.settings, stack.settings.topic_projects, ProjectConfigSet(project_id="default", config_yaml=config)
+    )
 
 
 async def test_get_events_topk_time_range_summary_and_token_budget(api: Api, llm: ScriptedLLM, store: Store) -> None:
     user = new_user()
     old = EventRecorded(
-        project_id="default", user_id=user, seq=1, event_id=str(uuid.uuid4()), flush_id="old",
-        event_data=EventData(event_tip="an old memory"), created_at=utc_now() - timedelta(days=30),
+        project_id="default",
+        user_id=user,
+        seq=1,
+        event_id=str(uuid.uuid4()),
+        flush_id="old",
+        event_data=EventData(event_tip="an old memory"),
+        created_at=utc_now() - timedelta(days=30),
     )
     await apply_ops(store, ops_for(old))
     await record_event(api, llm, user, "", changes=[{"topic": "interest", "sub_topic": "music", "content": "jazz"}])
@@ -61,13 +70,18 @@ async def test_get_events_topk_time_range_summary_and_token_budget(api: Api, llm
 async def test_edit_merges_and_reembeds(api: Api, llm: ScriptedLLM, tagged: None) -> None:
     user = new_user()
     event_id = await record_event(
-        api, llm, user, "Erin bought a red bicycle", tags={"emotion": "happy"},
+        api,
+        llm,
+        user,
+        "Erin bought a red bicycle",
+        tags={"emotion": "happy"},
         changes=[{"topic": "interest", "sub_topic": "sport", "content": "cycling"}],
     )
     assert tips((await search(api, user, query="red bicycle"))["events"]) == ["Erin bought a red bicycle"]
 
-    assert await api.ok("PUT", f"/users/event/{user}/{event_id}", json={"event_tip": "Erin adopted a grey kitten"}) \
-        == {"id": event_id}
+    assert await api.ok("PUT", f"/users/event/{user}/{event_id}", json={"event_tip": "Erin adopted a grey kitten"}) == {
+        "id": event_id
+    }
     [edited] = await events(api, user)  # read-your-writes: the PUT returned once the row changed
     assert edited["event_data"]["event_tip"] == "Erin adopted a grey kitten"
     assert edited["event_data"]["event_tags"] == [{"tag": "emotion", "value": "happy"}]
@@ -88,15 +102,21 @@ async def test_edit_merges_and_reembeds(api: Api, llm: ScriptedLLM, tagged: None
 
     # What the SDK allows: a whole event dumped back (its other keys ignored), attributes with a null
     # or a number, and profile_delta null (which clears it, as any field set to null does).
-    dumped = {**edited, "event_data": None, "event_tip": "Erin named the kitten Pip",
-              "profile_delta": [{"content": "cats", "attributes": {"topic": "interest", "sub_topic": None, "n": 2}}]}
+    dumped = {
+        **edited,
+        "event_data": None,
+        "event_tip": "Erin named the kitten Pip",
+        "profile_delta": [{"content": "cats", "attributes": {"topic": "interest", "sub_topic": None, "n": 2}}],
+    }
     await api.ok("PUT", f"/users/event/{user}/{event_id}", json=dumped)
     [edited] = await events(api, user)
     assert edited["event_data"]["event_tip"] == "Erin named the kitten Pip"
     assert edited["event_data"]["profile_delta"] == [{"content": "cats", "attributes": {"topic": "interest", "n": "2"}}]
     await api.ok("PUT", f"/users/event/{user}/{event_id}", json={"profile_delta": None})
     [edited] = await events(api, user)
-    assert edited["event_data"]["profile_delta"] == [] and edited["event_data"]["event_tip"] == "Erin named the kitten Pip"
+    assert (
+        edited["event_data"]["profile_delta"] == [] and edited["event_data"]["event_tip"] == "Erin named the kitten Pip"
+    )
 
 
 async def test_delete_removes_event_and_gists(api: Api, llm: ScriptedLLM) -> None:
@@ -175,23 +195,26 @@ async def test_memobase_sdk_event_calls(api: Api, llm: ScriptedLLM, stack: Stack
     assert got["after_delete"] == []
 
 
-@pytest.mark.parametrize(("method", "path", "field"), [
-    ("GET", "/users/event/not-a-uuid", "user_id"),
-    ("GET", "/users/event/{user}?topk=0", "topk"),
-    ("GET", "/users/event/{user}?topk=ten", "topk"),
-    ("GET", "/users/event/{user}?max_token_size=-5", "max_token_size"),
-    ("GET", "/users/event/{user}?time_range_in_days=x", "time_range_in_days"),
-    ("GET", "/users/event/{user}?need_summary=maybe", "need_summary"),
-    ("PUT", "/users/event/{user}/not-a-uuid", "event_id"),
-    ("DELETE", "/users/event/{user}/42", "event_id"),
-    ("GET", "/users/event_tags/search/{user}?tag_values=emotion", "tag_values"),
-    ("GET", "/users/event_tags/search/{user}?tag_values=emotion=happy,=work", "tag_values"),
-    ("GET", "/users/event_tags/search/{user}?tags=a&topk=-1", "topk"),
-    ("GET", "/users/event/search/{user}", "query"),
-    ("GET", "/users/event/search/{user}?query=x&similarity_threshold=2", "similarity_threshold"),
-    ("GET", "/users/event_gist/search/{user}?query=x&time_range_in_days=0", "time_range_in_days"),
-    ("GET", "/users/event_gist/search/not-a-uuid?query=x", "user_id"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "field"),
+    [
+        ("GET", "/users/event/not-a-uuid", "user_id"),
+        ("GET", "/users/event/{user}?topk=0", "topk"),
+        ("GET", "/users/event/{user}?topk=ten", "topk"),
+        ("GET", "/users/event/{user}?max_token_size=-5", "max_token_size"),
+        ("GET", "/users/event/{user}?time_range_in_days=x", "time_range_in_days"),
+        ("GET", "/users/event/{user}?need_summary=maybe", "need_summary"),
+        ("PUT", "/users/event/{user}/not-a-uuid", "event_id"),
+        ("DELETE", "/users/event/{user}/42", "event_id"),
+        ("GET", "/users/event_tags/search/{user}?tag_values=emotion", "tag_values"),
+        ("GET", "/users/event_tags/search/{user}?tag_values=emotion=happy,=work", "tag_values"),
+        ("GET", "/users/event_tags/search/{user}?tags=a&topk=-1", "topk"),
+        ("GET", "/users/event/search/{user}", "query"),
+        ("GET", "/users/event/search/{user}?query=x&similarity_threshold=2", "similarity_threshold"),
+        ("GET", "/users/event_gist/search/{user}?query=x&time_range_in_days=0", "time_range_in_days"),
+        ("GET", "/users/event_gist/search/not-a-uuid?query=x", "user_id"),
+    ],
+)
 async def test_bad_parameters_are_422_naming_the_field(api: Api, method: str, path: str, field: str) -> None:
     status, body = await api.call(method, path.format(user=new_user()), json={"event_tip": "x"})
     assert status == 422 and body["errno"] == 422 and body["errmsg"].startswith(field), body
@@ -199,8 +222,11 @@ async def test_bad_parameters_are_422_naming_the_field(api: Api, method: str, pa
 
 async def test_bad_edit_bodies_and_unknown_events(api: Api) -> None:
     user, event_id = new_user(), str(uuid.uuid4())
-    for payload, field in [({"event_tip": 5}, "event_tip"), ({"event_tags": "happy"}, "event_tags"),
-                           ({"profile_delta": [{"attributes": {"topic": "x"}}]}, "profile_delta")]:
+    for payload, field in [
+        ({"event_tip": 5}, "event_tip"),
+        ({"event_tags": "happy"}, "event_tags"),
+        ({"profile_delta": [{"attributes": {"topic": "x"}}]}, "profile_delta"),
+    ]:
         status, body = await api.call("PUT", f"/users/event/{user}/{event_id}", json=payload)
         assert status == 422 and field in body["errmsg"], body
     for method in ("PUT", "DELETE"):

@@ -35,7 +35,9 @@ from tests.support.client import eventually
 from tests.support.records import ensure_project, parked_messages, publish
 from scripts.scripted_llm import ScriptedLLM, embed
 
-pytestmark = pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url, "embedding_base_url": llm.base_url})
+pytestmark = pytest.mark.stack_settings.with_args(
+    lambda llm: {"llm_base_url": llm.base_url, "embedding_base_url": llm.base_url}
+)
 
 CONFIG = """
 language: Spanish
@@ -72,9 +74,15 @@ async def rows(store: Store, sql: str, project: str, user: str) -> list[dict[str
 async def request_flush(stack: Stack, project: str, user: str, line: str) -> str:
     """Buffer one chat line and ask for a flush; returns the flush's task id (also its flush id)."""
     task = str(uuid.uuid4())
-    blob = BlobInserted(project_id=project, user_id=user, blob_id=str(uuid.uuid4()), task_id=str(uuid.uuid4()),
-                        blob_type=BlobType.chat, blob_data={"messages": [{"role": "user", "content": line}]},
-                        created_at=datetime.now(timezone.utc))
+    blob = BlobInserted(
+        project_id=project,
+        user_id=user,
+        blob_id=str(uuid.uuid4()),
+        task_id=str(uuid.uuid4()),
+        blob_type=BlobType.chat,
+        blob_data={"messages": [{"role": "user", "content": line}]},
+        created_at=datetime.now(timezone.utc),
+    )
     await send(stack, blob, FlushRequested(project_id=project, user_id=user, blob_type=BlobType.chat, task_id=task))
     return task
 
@@ -83,7 +91,8 @@ async def task_statuses(store: Store, project: str, task: str) -> list[str]:
     """The end statuses the task has reached (empty while it runs)."""
     found = await store.query(
         f"SELECT status FROM {store.database}.tasks FINAL WHERE project_id = {{p:String}} AND task_id = {{t:String}}",
-        {"p": project, "t": task})
+        {"p": project, "t": task},
+    )
     return [r["status"] for r in found if r["status"] != "running"]
 
 
@@ -94,16 +103,26 @@ async def flush(stack: Stack, store: Store, project: str, user: str, line: str) 
     return task
 
 
-PROFILES = ("SELECT toString(profile_id) AS id, topic, sub_topic, content FROM {db}.profiles FINAL "
-            "WHERE project_id = {{p:String}} AND user_id = {{u:String}} AND is_deleted = 0 ORDER BY topic, sub_topic")
-HISTORY = ("SELECT toString(profile_id) AS id, op, content, source, source_id FROM {db}.profile_history FINAL "
-           "WHERE project_id = {{p:String}} AND user_id = {{u:String}} ORDER BY version")
-EVENTS = ("SELECT toString(event_id) AS id, event_tip, tags, tag_pairs, embedding, created_at FROM {db}.events FINAL "
-          "WHERE project_id = {{p:String}} AND user_id = {{u:String}} AND is_deleted = 0")
-USAGE = ("SELECT usage_id, model, calls, input_tokens, output_tokens FROM {db}.usage FINAL "
-         "WHERE project_id = {{p:String}} AND user_id = {{u:String}}")
-GISTS = ("SELECT toString(gist_id) AS id, content, embedding FROM {db}.event_gists FINAL "
-         "WHERE project_id = {{p:String}} AND user_id = {{u:String}} AND is_deleted = 0 ORDER BY content")
+PROFILES = (
+    "SELECT toString(profile_id) AS id, topic, sub_topic, content FROM {db}.profiles FINAL "
+    "WHERE project_id = {{p:String}} AND user_id = {{u:String}} AND is_deleted = 0 ORDER BY topic, sub_topic"
+)
+HISTORY = (
+    "SELECT toString(profile_id) AS id, op, content, source, source_id FROM {db}.profile_history FINAL "
+    "WHERE project_id = {{p:String}} AND user_id = {{u:String}} ORDER BY version"
+)
+EVENTS = (
+    "SELECT toString(event_id) AS id, event_tip, tags, tag_pairs, embedding, created_at FROM {db}.events FINAL "
+    "WHERE project_id = {{p:String}} AND user_id = {{u:String}} AND is_deleted = 0"
+)
+USAGE = (
+    "SELECT usage_id, model, calls, input_tokens, output_tokens FROM {db}.usage FINAL "
+    "WHERE project_id = {{p:String}} AND user_id = {{u:String}}"
+)
+GISTS = (
+    "SELECT toString(gist_id) AS id, content, embedding FROM {db}.event_gists FINAL "
+    "WHERE project_id = {{p:String}} AND user_id = {{u:String}} AND is_deleted = 0 ORDER BY content"
+)
 
 
 def stored_vector(text: str) -> list[float]:
@@ -112,8 +131,10 @@ def stored_vector(text: str) -> list[float]:
 
 
 def answer(*changes: tuple[str, str, str, str], tip: str = "lunch talk", tags: list[dict] | None = None) -> dict:
-    body: dict[str, Any] = {"changes": [dict(zip(("op", "topic", "sub_topic", "content"), c)) for c in changes],
-                            "event_tip": tip}
+    body: dict[str, Any] = {
+        "changes": [dict(zip(("op", "topic", "sub_topic", "content"), c)) for c in changes],
+        "event_tip": tip,
+    }
     if tags is not None:
         body["event_tags"] = tags
     return body
@@ -131,6 +152,7 @@ async def test_second_flush_merges_into_the_existing_slot(stack: Stack, store: S
     async def merged() -> list[dict[str, Any]]:
         found = await rows(store, PROFILES, project, user)
         return found if found and found[0]["content"] != "pilot" else []
+
     assert await eventually(merged, what="merged slot") == [{**first[0], "content": "pilot, flight instructor"}]
     history = await eventually(lambda: rows(store, HISTORY, project, user), what="history")
     assert [(h["op"], h["source"]) for h in history] == [("add", "flush"), ("update", "flush")]
@@ -140,9 +162,16 @@ async def test_project_config_shapes_the_call_and_strict_mode_keeps_configured_s
     stack: Stack, store: Store, llm: ScriptedLLM
 ) -> None:
     project, user = new_ids()
-    await publish(stack.settings, stack.settings.topic_projects, ProjectConfigSet(project_id=project, config_yaml=CONFIG))
-    llm.script(answer(("add", "food", "likes", "paella"), ("add", "work", "title", "chef"),
-                      tags=[{"tag": "mood", "value": "hungry"}, {"tag": "weather", "value": "sunny"}]))
+    await publish(
+        stack.settings, stack.settings.topic_projects, ProjectConfigSet(project_id=project, config_yaml=CONFIG)
+    )
+    llm.script(
+        answer(
+            ("add", "food", "likes", "paella"),
+            ("add", "work", "title", "chef"),
+            tags=[{"tag": "mood", "value": "hungry"}, {"tag": "weather", "value": "sunny"}],
+        )
+    )
     await flush(stack, store, project, user, "Quiero paella, I am a chef.")
     request = llm.requests[-1]
     system = request["messages"][0]["content"]
@@ -160,7 +189,11 @@ async def test_project_config_shapes_the_call_and_strict_mode_keeps_configured_s
 
     [spent] = await eventually(lambda: rows(store, USAGE, project, user), what="usage row")
     assert (spent["model"], spent["calls"], spent["input_tokens"], spent["output_tokens"]) == (
-        stack.settings.llm_model, 1, 10, 5)
+        stack.settings.llm_model,
+        1,
+        10,
+        5,
+    )
 
 
 async def test_events_and_gists_are_embedded(stack: Stack, store: Store, llm: ScriptedLLM) -> None:
@@ -178,7 +211,9 @@ async def test_events_and_gists_are_embedded(stack: Stack, store: Store, llm: Sc
 
 async def test_manual_edits_add_update_move_delete(stack: Stack, store: Store, llm: ScriptedLLM) -> None:
     project, user = new_ids()
-    await publish(stack.settings, stack.settings.topic_projects, ProjectConfigSet(project_id=project, config_yaml=CONFIG))
+    await publish(
+        stack.settings, stack.settings.topic_projects, ProjectConfigSet(project_id=project, config_yaml=CONFIG)
+    )
 
     def edit(op: str, **fields: str) -> ProfileEdited:
         return ProfileEdited(project_id=project, user_id=user, op=op, **fields)
@@ -193,6 +228,7 @@ async def test_manual_edits_add_update_move_delete(stack: Stack, store: Store, l
     async def profile_is(expected: list[tuple[str, str, str, str]]) -> bool:
         found = await rows(store, PROFILES, project, user)
         return [(r["id"], r["topic"], r["sub_topic"], r["content"]) for r in found] == expected
+
     await eventually(lambda: profile_is([(title_id, "work", "title", "captain")]), what="updated slot")
 
     move = edit("update", profile_id=title_id, topic="career", sub_topic="role")
@@ -222,18 +258,27 @@ async def test_event_edit_reembeds_and_retires_old_gists(stack: Stack, store: St
     assert len(old) == 2
 
     rewrite = EventData(event_tip="Ann loves coffee.")
-    edited = EventEdited(project_id=project, user_id=user, event_id=event["id"], event_data=rewrite,
-                         created_at=event["created_at"], gist_ids=[g["id"] for g in old])
+    edited = EventEdited(
+        project_id=project,
+        user_id=user,
+        event_id=event["id"],
+        event_data=rewrite,
+        created_at=event["created_at"],
+        gist_ids=[g["id"] for g in old],
+    )
     await send(stack, edited)
 
     async def rewritten() -> list[dict[str, Any]]:
         found = await rows(store, EVENTS, project, user)
         return found if found and found[0]["event_tip"] == "Ann loves coffee." else []
+
     [after] = await eventually(rewritten, what="rewritten event")
     assert (after["id"], after["created_at"]) == (event["id"], event["created_at"])
     assert after["embedding"] == stored_vector("Ann loves coffee.")
     gists = await rows(store, GISTS, project, user)
-    assert [(g["content"], g["embedding"]) for g in gists] == [("Ann loves coffee.", stored_vector("Ann loves coffee."))]
+    assert [(g["content"], g["embedding"]) for g in gists] == [
+        ("Ann loves coffee.", stored_vector("Ann loves coffee."))
+    ]
 
 
 async def test_embedding_failure_fails_the_flush_like_an_llm_failure(
@@ -246,15 +291,22 @@ async def test_embedding_failure_fails_the_flush_like_an_llm_failure(
         llm.script(answer(("add", "interest", "likes", "tea")))
         task = await request_flush(failing, project, user, "I like tea.")
         assert await eventually(lambda: task_statuses(store, project, task), what="flush failed") == ["failed"]
-        [error] = await store.query(f"SELECT error FROM {store.database}.tasks FINAL WHERE task_id = {{t:String}} "
-                                    "AND status = 'failed'", {"t": task})
+        [error] = await store.query(
+            f"SELECT error FROM {store.database}.tasks FINAL WHERE task_id = {{t:String}} AND status = 'failed'",
+            {"t": task},
+        )
         assert "embedding call failed" in error["error"]
         assert await rows(store, PROFILES, project, user) == []  # nothing half-written
         spent = await eventually(lambda: rows(store, USAGE, project, user), what="usage of the failed flush")
         assert [(u["calls"], u["input_tokens"]) for u in spent] == [(1, 10)]  # the LLM answered once: billed
 
-        edited = EventEdited(project_id=project, user_id=user, event_id=str(uuid.uuid4()),
-                             event_data=EventData(event_tip="tea"), created_at=datetime.now(timezone.utc))
+        edited = EventEdited(
+            project_id=project,
+            user_id=user,
+            event_id=str(uuid.uuid4()),
+            event_data=EventData(event_tip="tea"),
+            created_at=datetime.now(timezone.utc),
+        )
         await send(failing, edited)
         letters = await eventually(lambda: dead_letters(failing.settings, 2), what="dead letters")
         assert sorted(letters) == sorted([task, edited.record_id])
@@ -267,5 +319,7 @@ async def dead_letters(settings: Settings, count: int) -> list[str]:
     ids = []
     for message in await parked_messages(settings):
         parked = json.loads(message.value)
-        ids.append(parked["flush_id"] if parked["kind"] == BufferFlushed.model_fields["kind"].default else parked["record_id"])
+        ids.append(
+            parked["flush_id"] if parked["kind"] == BufferFlushed.model_fields["kind"].default else parked["record_id"]
+        )
     return ids if len(ids) >= count else []

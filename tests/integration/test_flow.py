@@ -11,6 +11,7 @@ async def test_insert_buffer_flush_profile_event_context(api: Api) -> None:
     async def blob_readable():
         status, body = await api.call("GET", f"/blobs/{user}/{blob_id}")
         return body["data"] if body["errno"] == 0 else None
+
     blob = await eventually(blob_readable, what="blob readable")
     assert blob["blob_type"] == "chat"
     assert blob["blob_data"]["messages"][0]["content"].startswith("Hi, my name is Alice")
@@ -18,6 +19,7 @@ async def test_insert_buffer_flush_profile_event_context(api: Api) -> None:
 
     async def idle_ids():
         return (await api.ok("GET", f"/users/buffer/capacity/{user}/chat", params={"status": "idle"}))["ids"]
+
     assert await eventually(idle_ids, what="blob idle in buffer") == [blob_id]
     assert (await api.ok("GET", f"/tasks/{task_id}"))["status"] == "running"
 
@@ -26,6 +28,7 @@ async def test_insert_buffer_flush_profile_event_context(api: Api) -> None:
 
     async def profiles():
         return (await api.ok("GET", f"/users/profile/{user}"))["profiles"]
+
     found = await eventually(profiles, what="profile rows")
     slots = {(p["attributes"]["topic"], p["attributes"]["sub_topic"]): p["content"] for p in found}
     assert slots == {("basic_info", "name"): "Alice", ("basic_info", "city"): "Paris"}
@@ -40,9 +43,12 @@ async def test_insert_buffer_flush_profile_event_context(api: Api) -> None:
 
     async def task_done():
         return (await api.ok("GET", f"/tasks/{task_id}"))["status"] == "completed"
+
     await eventually(task_done, what="insert task completed")
+
     async def done_ids():
         return (await api.ok("GET", f"/users/buffer/capacity/{user}/chat", params={"status": "done"}))["ids"]
+
     assert await eventually(done_ids, what="blob done") == [blob_id]
 
 
@@ -57,6 +63,7 @@ async def test_second_flush_updates_slot_in_place(api: Api) -> None:
     async def likes():
         rows = (await api.ok("GET", f"/users/profile/{user}"))["profiles"]
         return rows if rows and rows[0]["content"] == "tea, hiking" else None
+
     rows = await eventually(likes, what="merged slot")
     assert len(rows) == 1
 
@@ -82,9 +89,13 @@ async def test_users_crud(api: Api) -> None:
 
 async def test_delete_blob(api: Api) -> None:
     user = new_user()
-    blob_id = (await api.ok("POST", f"/blobs/insert/{user}", json={"blob_type": "doc", "blob_data": {"content": "notes"}}))["id"]
+    blob_id = (
+        await api.ok("POST", f"/blobs/insert/{user}", json={"blob_type": "doc", "blob_data": {"content": "notes"}})
+    )["id"]
+
     async def readable():
         return (await api.call("GET", f"/blobs/{user}/{blob_id}"))[1]["errno"] == 0
+
     await eventually(readable, what="doc blob readable")
     await api.ok("DELETE", f"/blobs/{user}/{blob_id}")
     status, body = await api.call("GET", f"/blobs/{user}/{blob_id}")
@@ -92,11 +103,14 @@ async def test_delete_blob(api: Api) -> None:
 
 
 async def test_task_status_memos_form(api: Api) -> None:
-    task_id = (await api.ok("POST", f"/blobs/insert/{new_user()}", json={"blob_type": "doc", "blob_data": {"content": "x"}}))["task_id"]
+    task_id = (
+        await api.ok("POST", f"/blobs/insert/{new_user()}", json={"blob_type": "doc", "blob_data": {"content": "x"}})
+    )["task_id"]
 
     async def completed():
         status, body = await api.call("POST", "/get/status", json={"task_id": task_id})
         return body["errno"] == 0 and body["data"]["status"] == "completed"
+
     await eventually(completed, what="doc task completed")
     status, body = await api.call("POST", "/get/status", json={})
     assert (status, body["errno"]) == (422, 422) and "task_id" in body["errmsg"]

@@ -1,6 +1,5 @@
 """The healthcheck tells the truth, and the status endpoint shows the pipeline's lag and dead letters."""
 
-
 from memstream.projects_admin import create_project
 from memstream.stack import Stack
 from tests.support.client import Api, chat, eventually, new_user
@@ -28,25 +27,34 @@ async def test_status_shows_lag_per_partition_and_dead_letters_by_reason(api: Ap
     await api.ok("POST", f"/blobs/insert/{user}", json=chat("hello"))
 
     def undecodable(status: dict) -> int:
-        return sum(row["count"] for row in status["dead_letters"]
-                   if row["kind"] == "undecodable" and row["reason"].startswith("not JSON"))
+        return sum(
+            row["count"]
+            for row in status["dead_letters"]
+            if row["kind"] == "undecodable" and row["reason"].startswith("not JSON")
+        )
+
     before = undecodable(await api.ok("GET", "/status"))  # other tests of this stack park records too
     await publish_raw(settings, settings.topic_ingest, f"default:{user}", b"not a record")
 
     async def parked() -> dict | None:
         data = await api.ok("GET", "/status")
         return data if undecodable(data) == before + 1 else None
+
     status = await eventually(parked, what="the dead letter in the status")
     assert status["healthy"] and status["problems"] == []
     owner = status["groups"][settings.app_id]
     assert sorted(row["partition"] for row in owner) == list(range(settings.topic_partitions))
     assert all(row["topic"] == settings.topic_ingest and row["lag"] >= 0 for row in owner)
     assert {row["topic"] for row in status["groups"][settings.projection_group]} == {
-        settings.topic_memory, settings.topic_projects, settings.topic_dead_letter}
+        settings.topic_memory,
+        settings.topic_projects,
+        settings.topic_dead_letter,
+    }
 
     async def caught_up() -> bool:
         groups = (await api.ok("GET", "/status"))["groups"]
         return all(row["lag"] == 0 for rows in groups.values() for row in rows)
+
     await eventually(caught_up, what="every group caught up (lag 0)")
 
 

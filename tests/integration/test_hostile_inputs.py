@@ -44,8 +44,9 @@ async def test_too_many_messages_or_bytes_are_refused_naming_the_limit(api: Api)
     status, body = await api.call("POST", f"/blobs/insert/{user}", json=messages("x" * 900_000))
     assert (status, body["errno"]) == (413, 413), body
     assert body["errmsg"].startswith("body.blob_data:") and "at most 262144 per blob" in body["errmsg"]
-    status, body = await api.call("POST", f"/blobs/insert/{user}",
-                                  json={"blob_type": "doc", "blob_data": {"content": "d" * 300_000}})
+    status, body = await api.call(
+        "POST", f"/blobs/insert/{user}", json={"blob_type": "doc", "blob_data": {"content": "d" * 300_000}}
+    )
     assert (status, body["errno"]) == (413, 413) and "MEMSTREAM_MAX_BLOB_BYTES" in body["errmsg"], body
     await someone_else_still_flushes(api)
 
@@ -66,7 +67,9 @@ async def test_long_messages_and_whitespace_runs_are_processed(api: Api) -> None
         await api.ok("POST", f"/blobs/insert/{user}", json=chat(text))
     # the flush covers whatever the size trigger had not closed already, and ends after it
     await api.ok("POST", f"/users/buffer/{user}/chat", params={"wait_process": "true", "wait_timeout": "30"})
-    slots = {p["attributes"]["sub_topic"]: p["content"] for p in (await api.ok("GET", f"/users/profile/{user}"))["profiles"]}
+    slots = {
+        p["attributes"]["sub_topic"]: p["content"] for p in (await api.ok("GET", f"/users/profile/{user}"))["profiles"]
+    }
     assert slots == {"city": "Oslo", "name": "Ola"}
     context = (await api.ok("GET", f"/users/context/{user}", params={"max_token_size": "300"}))["context"]
     assert "Oslo" in context
@@ -83,6 +86,7 @@ async def test_deep_fields_are_stored_as_sent(api: Api) -> None:
     async def stored() -> Any:
         _, body = await api.call("GET", f"/blobs/{user}/{inserted['id']}")
         return body["data"] if body["errno"] == 0 else None
+
     assert (await eventually(stored, what="the blob"))["fields"] == deep
     await someone_else_still_flushes(api)
 
@@ -103,11 +107,27 @@ async def test_records_a_producer_publishes_that_cannot_be_taken_go_to_the_dead_
     settings = stack.settings
     user = new_user()
     await publish_raw(settings, settings.topic_ingest, f"default:{user}", b"{not json")
-    await publish_raw(settings, settings.topic_ingest, f"default:{user}", json.dumps({"v": 2, "kind": "no_such_kind"}).encode())
-    oversized = BlobInserted(project_id="default", user_id=user, blob_id=str(uuid.uuid4()), task_id=str(uuid.uuid4()),
-                             blob_type=BlobType.chat, blob_data=messages(*["x"] * 600)["blob_data"], created_at=utc_now())
-    nowhere = BlobInserted(project_id="no_such_project", user_id=user, blob_id=str(uuid.uuid4()), task_id=str(uuid.uuid4()),
-                           blob_type=BlobType.chat, blob_data=chat("hi")["blob_data"], created_at=utc_now())
+    await publish_raw(
+        settings, settings.topic_ingest, f"default:{user}", json.dumps({"v": 2, "kind": "no_such_kind"}).encode()
+    )
+    oversized = BlobInserted(
+        project_id="default",
+        user_id=user,
+        blob_id=str(uuid.uuid4()),
+        task_id=str(uuid.uuid4()),
+        blob_type=BlobType.chat,
+        blob_data=messages(*["x"] * 600)["blob_data"],
+        created_at=utc_now(),
+    )
+    nowhere = BlobInserted(
+        project_id="no_such_project",
+        user_id=user,
+        blob_id=str(uuid.uuid4()),
+        task_id=str(uuid.uuid4()),
+        blob_type=BlobType.chat,
+        blob_data=chat("hi")["blob_data"],
+        created_at=utc_now(),
+    )
     await publish(settings, settings.topic_ingest, oversized, nowhere)
     assert await eventually(lambda: ended(api, oversized.task_id), what="the oversized blob's task") == "failed"
     _, body = await api.call("GET", f"/tasks/{oversized.task_id}")
@@ -116,6 +136,7 @@ async def test_records_a_producer_publishes_that_cannot_be_taken_go_to_the_dead_
     async def parked() -> list[str] | None:
         errors = [error for _, error in await dead_letters(stack)]
         return errors if len(errors) >= 4 else None
+
     errors = await eventually(parked, what="four dead letters")
     assert any(e.startswith("not JSON") for e in errors)
     assert any("not a record the ingest topic carries" in e for e in errors)

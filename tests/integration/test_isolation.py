@@ -23,9 +23,17 @@ async def tenants(stack: Stack, api: Api) -> dict[str, Any]:
     pending = await api.ok("POST", f"/blobs/insert/{user}", json=chat("I work as a pilot."), token=alpha)
     profiles = await api.ok("GET", f"/users/profile/{user}", token=alpha)
     events = await api.ok("GET", f"/users/event/{user}", token=alpha)
-    return {"alpha": alpha, "beta": beta, "user": user, "blob": first["id"], "task": first["task_id"],
-            "pending": pending["id"], "profile_id": profiles["profiles"][0]["id"],
-            "event_id": events["events"][0]["id"], "alpha_name": f"alpha_{suffix}"}
+    return {
+        "alpha": alpha,
+        "beta": beta,
+        "user": user,
+        "blob": first["id"],
+        "task": first["task_id"],
+        "pending": pending["id"],
+        "profile_id": profiles["profiles"][0]["id"],
+        "event_id": events["events"][0]["id"],
+        "alpha_name": f"alpha_{suffix}",
+    }
 
 
 async def errno(api: Api, method: str, path: str, token: str, **kwargs: Any) -> int:

@@ -75,8 +75,13 @@ class Assigned(ConsumerRebalanceListener):
 
 async def group_consumer(bootstrap: str, topic: str, **config: object) -> AIOKafkaConsumer:
     """A started consumer in a group of its own that has its partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=f"{topic}-group", auto_offset_reset="earliest",
-                                fetch_max_wait_ms=MAX_WAIT_MS, **config)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=f"{topic}-group",
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=MAX_WAIT_MS,
+        **config,
+    )
     assigned = Assigned()
     consumer.subscribe([topic], listener=assigned)
     await asyncio.wait_for(consumer.start(), 10)
@@ -241,10 +246,15 @@ async def ask(host: str, port: int, request: RequestStruct) -> Any:
 
 
 # aiokafka 0.14 asks noida-db for Metadata v5 and FindCoordinator v1; the older ones are rewritten too
-@pytest.mark.parametrize("request_struct", [
-    *(getattr(metadata, f"MetadataRequest_v{v}") for v in range(6)),
-    coordination.FindCoordinatorRequest_v0, coordination.FindCoordinatorRequest_v1,
-], ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize(
+    "request_struct",
+    [
+        *(getattr(metadata, f"MetadataRequest_v{v}") for v in range(6)),
+        coordination.FindCoordinatorRequest_v0,
+        coordination.FindCoordinatorRequest_v1,
+    ],
+    ids=lambda cls: cls.__name__,
+)
 async def test_metadata_and_coordinator_answers_name_the_proxy(proxied: LocalBroker, request_struct: type) -> None:
     # (aiokafka connects to a coordinator by its node id, so only other clients would follow an
     # unrewritten FindCoordinator address: asked here directly)
@@ -339,9 +349,15 @@ async def test_a_consumer_past_an_aborted_transaction_gets_the_producers_later_c
     bootstrap, tp = f"127.0.0.1:{proxy.port}", TopicPartition(topic, 0)
     first = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"{topic}-tx")
     second = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"{topic}-tx")
-    consumer, fresh = (AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
-                                        auto_offset_reset="earliest", fetch_max_wait_ms=MAX_WAIT_MS)
-                       for _ in range(2))
+    consumer, fresh = (
+        AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=MAX_WAIT_MS,
+        )
+        for _ in range(2)
+    )
     clients: list[Any] = []
     try:
         await asyncio.wait_for(first.start(), 10)

@@ -48,7 +48,9 @@ async def test_profile_wire_format(api: Api, user: str) -> None:
 async def test_only_and_prefer_topics(api: Api, user: str) -> None:
     assert set(topics_of(await profiles(api, user, only_topics="work"))) == {"work"}
     # the Memobase SDK's encoding of lists: repeated keys with a doubled '&'
-    status, body = await api.call("GET", f"/users/profile/{user}?max_token_size=1000&prefer_topics=basic_info&&prefer_topics=work")
+    status, body = await api.call(
+        "GET", f"/users/profile/{user}?max_token_size=1000&prefer_topics=basic_info&&prefer_topics=work"
+    )
     assert status == 200, body
     assert topics_of(body["data"]["profiles"]) == ["basic_info", "work", "work", "interest", "interest", "interest"]
     status, body = await api.call("GET", f"/users/profile/{user}?only_topics=work&&only_topics=basic_info")
@@ -61,8 +63,10 @@ async def test_subtopic_limits_topk_and_token_budget(api: Api, user: str) -> Non
     assert sorted(topics_of(limited)) == ["basic_info", "interest", "interest", "interest"]
     assert len(await profiles(api, user, topk=2)) == 2
     everything = await profiles(api, user)
-    first_two = sum(count_tokens(f"- {r['attributes']['topic']}::{r['attributes']['sub_topic']}: {r['content']}\n")
-                    for r in everything[:2])
+    first_two = sum(
+        count_tokens(f"- {r['attributes']['topic']}::{r['attributes']['sub_topic']}: {r['content']}\n")
+        for r in everything[:2]
+    )
     assert [r["id"] for r in await profiles(api, user, max_token_size=first_two)] == [r["id"] for r in everything[:2]]
 
 
@@ -95,7 +99,8 @@ async def test_add_update_move_delete_round_trip(api: Api) -> None:
     body = {"content": "loves cats", "attributes": {"topic": "Interest", "sub_topic": "pets"}}
     pid = (await api.ok("POST", f"/users/profile/{user}", json=body))["id"]
     assert [(r["id"], r["attributes"], r["content"]) for r in await profiles(api, user)] == [
-        (pid, {"topic": "interest", "sub_topic": "pets"}, "loves cats")]
+        (pid, {"topic": "interest", "sub_topic": "pets"}, "loves cats")
+    ]
 
     again = {"content": "loves cats and dogs", "attributes": {"topic": "interest", "sub_topic": "pets"}}
     assert (await api.ok("POST", f"/users/profile/{user}", json=again))["id"] == pid  # same key: same slot
@@ -108,7 +113,8 @@ async def test_add_update_move_delete_round_trip(api: Api) -> None:
     moved = {"content": "Miso the cat", "attributes": {"topic": "life_event", "sub_topic": "pet"}}
     assert (await api.ok("PUT", f"/users/profile/{user}/{pid}", json=moved))["id"] == pid  # a slot keeps its id
     assert [(r["id"], r["attributes"], r["content"]) for r in await profiles(api, user)] == [
-        (pid, {"topic": "life_event", "sub_topic": "pet"}, "Miso the cat")]
+        (pid, {"topic": "life_event", "sub_topic": "pet"}, "Miso the cat")
+    ]
 
     assert await api.ok("DELETE", f"/users/profile/{user}/{pid}") is None
     assert await profiles(api, user) == []
@@ -147,7 +153,11 @@ async def test_history_lists_flush_then_manual_changes_with_their_sources(api: A
     first_flush = await flush_with(api, llm, user, [change("work", "title", "pilot")], "became a pilot")
     [slot] = await profiles(api, user)
     pid = slot["id"]
-    await api.ok("PUT", f"/users/profile/{user}/{pid}", json={"content": "senior pilot", "attributes": {"topic": "work", "sub_topic": "title"}})
+    await api.ok(
+        "PUT",
+        f"/users/profile/{user}/{pid}",
+        json={"content": "senior pilot", "attributes": {"topic": "work", "sub_topic": "title"}},
+    )
     second_flush = await flush_with(api, llm, user, [change("work", "title", "captain", op="update")], "promoted")
     moved = {"content": "captain at Acme", "attributes": {"topic": "career", "sub_topic": "role"}}
     assert (await api.ok("PUT", f"/users/profile/{user}/{pid}", json=moved))["id"] == pid
@@ -155,8 +165,11 @@ async def test_history_lists_flush_then_manual_changes_with_their_sources(api: A
 
     history = (await api.ok("GET", f"/users/profile/{user}/{pid}/history"))["history"]
     assert [(h["op"], h["topic"], h["content"], h["source"]) for h in history] == [
-        ("add", "work", "pilot", "flush"), ("update", "work", "senior pilot", "manual"), ("update", "work", "captain", "flush"),
-        ("update", "career", "captain at Acme", "manual"), ("delete", "career", "", "manual"),
+        ("add", "work", "pilot", "flush"),
+        ("update", "work", "senior pilot", "manual"),
+        ("update", "work", "captain", "flush"),
+        ("update", "career", "captain at Acme", "manual"),
+        ("delete", "career", "", "manual"),
     ]
     assert [history[0]["source_id"], history[2]["source_id"]] == [first_flush, second_flush]
     assert history[1]["source_id"] and history[1]["source_id"] not in (first_flush, second_flush)

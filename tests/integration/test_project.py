@@ -9,7 +9,9 @@ from tests.support.client import Api, chat, eventually, new_user
 from scripts.scripted_llm import ScriptedLLM
 
 PROJECT = "project-endpoints"
-pytestmark = pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url, "llm_max_attempts": 1, "default_project": PROJECT})
+pytestmark = pytest.mark.stack_settings.with_args(
+    lambda llm: {"llm_base_url": llm.base_url, "llm_max_attempts": 1, "default_project": PROJECT}
+)
 
 CONFIG = """language: en
 additional_user_profiles:
@@ -19,7 +21,10 @@ additional_user_profiles:
 event_tags:
   - name: mood
 """
-PILOT = {"changes": [{"op": "add", "topic": "work", "sub_topic": "title", "content": "pilot"}], "event_tip": "Imported: a pilot."}
+PILOT = {
+    "changes": [{"op": "add", "topic": "work", "sub_topic": "title", "content": "pilot"}],
+    "event_tip": "Imported: a pilot.",
+}
 
 
 async def test_profile_config_round_trip(api: Api) -> None:
@@ -32,10 +37,14 @@ async def test_profile_config_round_trip(api: Api) -> None:
 
 async def test_invalid_config_is_refused_naming_line_and_key(api: Api) -> None:
     before = await api.ok("GET", "/project/profile_config")
-    status, body = await api.call("POST", "/project/profile_config", json={"profile_config": "language: en\n  bad: : x\n"})
+    status, body = await api.call(
+        "POST", "/project/profile_config", json={"profile_config": "language: en\n  bad: : x\n"}
+    )
     assert (status, body["errno"], body["data"]) == (200, 400, None)
     assert "invalid YAML" in body["errmsg"] and "line 2" in body["errmsg"]
-    status, body = await api.call("POST", "/project/profile_config", json={"profile_config": "language: en\nstrict_mode: true\n"})
+    status, body = await api.call(
+        "POST", "/project/profile_config", json={"profile_config": "language: en\nstrict_mode: true\n"}
+    )
     assert (status, body["errno"]) == (200, 400)
     assert "line 2" in body["errmsg"] and "strict_mode" in body["errmsg"]
     status, body = await api.call("POST", "/project/profile_config", json={"config": "language: en\n"})
@@ -79,20 +88,30 @@ async def test_usage_and_billing_count_the_tokens_of_a_flush(api: Api, llm: Scri
     assert all(d["total_input_token"] == 0 for d in usage_before[:2])  # this project is new today
 
     user = new_user()
-    llm.script({"changes": [{"op": "add", "topic": "interest", "sub_topic": "likes", "content": "tea"}], "event_tip": "tea"})
+    llm.script(
+        {"changes": [{"op": "add", "topic": "interest", "sub_topic": "likes", "content": "tea"}], "event_tip": "tea"}
+    )
     await api.ok("POST", f"/blobs/insert/{user}", json=chat("I like tea."))
     await api.ok("POST", f"/users/buffer/{user}/chat", params={"wait_process": "true"})
 
     async def usage_today() -> dict | None:
         day = (await api.ok("GET", "/project/usage", params={"last_days": "3"}))[-1]
         return day if day["total_llm_calls"] > usage_before[-1]["total_llm_calls"] else None
+
     day = await eventually(usage_today, what="the flush's usage row")
     before = usage_before[-1]
     assert day["total_input_token"] - before["total_input_token"] == 10
     assert day["total_output_token"] - before["total_output_token"] == 5
     assert day["total_llm_calls"] - before["total_llm_calls"] == 1
     assert day["total_insert"] == day["total_success_insert"] >= before["total_insert"] + 1
-    assert set(day) == {"date", "total_insert", "total_success_insert", "total_input_token", "total_output_token", "total_llm_calls"}
+    assert set(day) == {
+        "date",
+        "total_insert",
+        "total_success_insert",
+        "total_input_token",
+        "total_output_token",
+        "total_llm_calls",
+    }
 
     billing = await api.ok("GET", "/project/billing")
     assert billing["token_left"] is None and billing["next_refill_at"] is None  # no quota in Memstream
@@ -104,7 +123,9 @@ async def test_profile_import_flushes_the_text(api: Api, llm: ScriptedLLM) -> No
     await api.ok("POST", f"/blobs/insert/{user}", json=chat("Earlier chat, still buffered."))
     llm.script(PILOT)
     text = "I have flown planes for twenty years."
-    imported = await api.ok("POST", f"/users/profile/import/{user}", params={"wait_process": "true"}, json={"context": text})
+    imported = await api.ok(
+        "POST", f"/users/profile/import/{user}", params={"wait_process": "true"}, json={"context": text}
+    )
     assert len(imported["chat_results"]) == 1 and len(imported["chat_results"][0]["add_profiles"]) == 1
     assert text in llm.requests[-1]["messages"][-1]["content"]
     assert "Earlier chat, still buffered." in llm.requests[-1]["messages"][-1]["content"]  # the flush covers the buffer
@@ -127,10 +148,12 @@ async def test_profile_import_without_waiting_returns_its_task(api: Api, llm: Sc
     async def completed() -> bool:
         status, body = await api.call("GET", f"/tasks/{imported['task_id']}")
         return body["errno"] == 0 and body["data"]["status"] == "completed"
+
     await eventually(completed, what="import task completed")
 
     async def profile() -> list:
         return (await api.ok("GET", f"/users/profile/{user}"))["profiles"]
+
     assert [p["content"] for p in await eventually(profile, what="imported profile")] == ["pilot"]
     status, body = await api.call("POST", f"/users/profile/import/{user}", json={"context": ""})
     assert (status, body["errno"]) == (422, 422) and "context" in body["errmsg"]

@@ -28,13 +28,18 @@ ROUNDS = 20
 # How long a write may take to become readable here: a user delete is a ClickHouse mutation per
 # table, which takes seconds on a busy 2-core machine; a 504 still fails the test.
 READABLE_WITHIN = 30.0
-pytestmark = pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url, "read_your_writes_timeout": READABLE_WITHIN})
+pytestmark = pytest.mark.stack_settings.with_args(
+    lambda llm: {"llm_base_url": llm.base_url, "read_your_writes_timeout": READABLE_WITHIN}
+)
 
 
 def go_chat(*lines: str) -> dict:
     """A chat blob as the Go SDK's ``Insert`` sends it."""
-    return {"blob_type": "chat", "fields": None,
-            "blob_data": {"type": "chat", "messages": [{"role": "user", "content": line} for line in lines]}}
+    return {
+        "blob_type": "chat",
+        "fields": None,
+        "blob_data": {"type": "chat", "messages": [{"role": "user", "content": line} for line in lines]},
+    }
 
 
 async def errno_of(api: Api, method: str, path: str, **kwargs: object) -> tuple[int, object]:
@@ -107,13 +112,23 @@ async def test_put_user_with_a_bare_data_map(api: Api) -> None:
 async def test_profile_moved_to_another_topic_is_deleted_by_its_old_id(api: Api) -> None:
     user = (await api.ok("POST", "/users", json={"data": {}}))["id"]
     for i in range(ROUNDS):
-        slot_id = (await api.ok("POST", f"/users/profile/{user}",
-                                json={"content": f"likes tea {i}", "attributes": {"topic": "interest", "sub_topic": f"drink{i}"}}))["id"]
-        moved = await api.ok("PUT", f"/users/profile/{user}/{slot_id}",
-                             json={"content": f"barista {i}", "attributes": {"topic": "work", "sub_topic": f"job{i}"}})
+        slot_id = (
+            await api.ok(
+                "POST",
+                f"/users/profile/{user}",
+                json={"content": f"likes tea {i}", "attributes": {"topic": "interest", "sub_topic": f"drink{i}"}},
+            )
+        )["id"]
+        moved = await api.ok(
+            "PUT",
+            f"/users/profile/{user}/{slot_id}",
+            json={"content": f"barista {i}", "attributes": {"topic": "work", "sub_topic": f"job{i}"}},
+        )
         assert moved["id"] == slot_id, i
         rows = (await api.ok("GET", f"/users/profile/{user}", params={"max_token_size": "0"}))["profiles"]
-        assert [(r["attributes"]["topic"], r["content"]) for r in rows if r["id"] == slot_id] == [("work", f"barista {i}")]
+        assert [(r["attributes"]["topic"], r["content"]) for r in rows if r["id"] == slot_id] == [
+            ("work", f"barista {i}")
+        ]
         assert await errno_of(api, "DELETE", f"/users/profile/{user}/{slot_id}") == (0, None), i
         rows = (await api.ok("GET", f"/users/profile/{user}"))["profiles"]
         assert slot_id not in {r["id"] for r in rows}, i
@@ -124,7 +139,9 @@ async def test_zero_token_budget_is_no_limit(api: Api) -> None:
     user = (await api.ok("POST", "/users", json={"data": {}}))["id"]
     long = "word " * 300
     for topic in ("alpha", "beta", "gamma"):
-        await api.ok("POST", f"/users/profile/{user}", json={"content": long, "attributes": {"topic": topic, "sub_topic": "x"}})
+        await api.ok(
+            "POST", f"/users/profile/{user}", json={"content": long, "attributes": {"topic": topic, "sub_topic": "x"}}
+        )
     for i in range(ROUNDS):
         unlimited = (await api.ok("GET", f"/users/profile/{user}", params={"max_token_size": "0"}))["profiles"]
         assert len(unlimited) == 3, i
@@ -139,26 +156,37 @@ async def test_zero_token_budget_is_no_limit(api: Api) -> None:
 
 # --- two API processes over one ClickHouse -------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseFront]:
-    front = ClickHouseFront(tmp_path_factory.mktemp("ryw-front") / "clickhouse", free_port(),
-                            user="memstream", password="ryw-secret")
+    front = ClickHouseFront(
+        tmp_path_factory.mktemp("ryw-front") / "clickhouse", free_port(), user="memstream", password="ryw-secret"
+    )
     front.start()
     yield front
     front.stop()
 
 
 @pytest.fixture(scope="module")
-async def two_apis(front: ClickHouseFront, make_settings: Callable[..., Settings],
-                   tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Api, Api]]:
+async def two_apis(
+    front: ClickHouseFront, make_settings: Callable[..., Settings], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[Api, Api]]:
     """A worker and an API in this process, a second ``memstream api`` as a child process."""
-    settings = make_settings(clickhouse_url=front.url, clickhouse_database="memstream_ryw", api_instance="here",
-                             read_your_writes_timeout=READABLE_WITHIN)
+    settings = make_settings(
+        clickhouse_url=front.url,
+        clickhouse_database="memstream_ryw",
+        api_instance="here",
+        read_your_writes_timeout=READABLE_WITHIN,
+    )
     store = await open_store(front.url, "memstream_ryw")
     stack = Stack(settings, store)
     await stack.start()
-    other = MemstreamProcess("api", 1, settings.model_copy(update={"port": free_port(), "api_instance": "there"}),
-                             Path(tmp_path_factory.mktemp("ryw-logs")))
+    other = MemstreamProcess(
+        "api",
+        1,
+        settings.model_copy(update={"port": free_port(), "api_instance": "there"}),
+        Path(tmp_path_factory.mktemp("ryw-logs")),
+    )
     other.start()
     here, there = Api(stack.url, TOKEN), Api(f"http://{other.settings.host}:{other.settings.port}", TOKEN)
     try:
@@ -179,9 +207,16 @@ async def test_a_write_through_one_api_is_read_through_the_other(two_apis: tuple
         user = (await writer.ok("POST", "/users", json={"data": {"round": i}}))["id"]
         assert (await reader.ok("GET", f"/users/{user}"))["data"] == {"round": i}, i
         blob_id = (await writer.ok("POST", f"/blobs/insert/{user}", json=go_chat(f"two doors {i}")))["id"]
-        assert (await reader.ok("GET", f"/blobs/{user}/{blob_id}"))["blob_data"]["messages"][0]["content"] == f"two doors {i}"
-        slot_id = (await writer.ok("POST", f"/users/profile/{user}",
-                                   json={"content": f"door {i}", "attributes": {"topic": "t", "sub_topic": "s"}}))["id"]
+        assert (await reader.ok("GET", f"/blobs/{user}/{blob_id}"))["blob_data"]["messages"][0][
+            "content"
+        ] == f"two doors {i}"
+        slot_id = (
+            await writer.ok(
+                "POST",
+                f"/users/profile/{user}",
+                json={"content": f"door {i}", "attributes": {"topic": "t", "sub_topic": "s"}},
+            )
+        )["id"]
         assert [r["id"] for r in (await reader.ok("GET", f"/users/profile/{user}"))["profiles"]] == [slot_id], i
         await writer.ok("DELETE", f"/users/{user}")
         assert (await errno_of(reader, "GET", f"/users/{user}"))[0] == 404, i

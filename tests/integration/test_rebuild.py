@@ -47,8 +47,10 @@ async def snapshot(store: Store) -> Snapshot:
 
 async def projected(writer: ProjectionWriter | None, settings: Settings, since: int = 0) -> None:
     """Wait until ``writer`` has written every record appended to the log after its first ``since``."""
+
     async def caught_up() -> bool:
         return writer is not None and writer.records_written == await log_size(settings) - since
+
     await eventually(caught_up, what="the projection writer to catch up with the log")
 
 
@@ -68,7 +70,9 @@ async def live(history: None, api: Api, llm: ScriptedLLM, stack: Stack, store: S
     llm.script(DAVE)
     await api.ok("POST", f"/blobs/insert/{dave}", json=chat("I play tennis on Sundays."))
     [result] = await api.ok("POST", f"/users/buffer/{dave}/chat", params={"wait_process": "true"})
-    await api.ok("PUT", f"/users/event/{dave}/{result['event_id']}", json={"event_tip": "Dave plays tennis and squash."})
+    await api.ok(
+        "PUT", f"/users/event/{dave}/{result['event_id']}", json={"event_tip": "Dave plays tennis and squash."}
+    )
     await projected(stack.writer, stack.settings)
     tables = await snapshot(store)
     assert sorted(schema_tables()) == sorted(COLUMNS)  # the rebuild drops exactly the tables compared here
@@ -82,7 +86,9 @@ async def test_refused_while_a_projection_writer_runs(live: Snapshot, stack: Sta
     assert await snapshot(store) == live  # refused before dropping anything
 
 
-async def test_into_a_fresh_database_beside_the_running_workers(live: Snapshot, api: Api, stack: Stack, store: Store) -> None:
+async def test_into_a_fresh_database_beside_the_running_workers(
+    live: Snapshot, api: Api, stack: Stack, store: Store
+) -> None:
     database = f"rebuilt_{uuid.uuid4().hex[:12]}"
     target = DatabaseView(store, database)
     done = await rebuild(stack.settings, store, into=database)
@@ -112,9 +118,12 @@ async def rebuilt(live: Snapshot, stack: Stack, store: Store) -> AsyncIterator[t
     await stack.stop_worker()
     before = await snapshot(store)
     await store.command(
-        f"INSERT INTO {store.database}.users VALUES ({{p:String}}, 'ghost', '', now64(3), now64(3), 1, 0)", {"p": PROJECT}
+        f"INSERT INTO {store.database}.users VALUES ({{p:String}}, 'ghost', '', now64(3), now64(3), 1, 0)",
+        {"p": PROJECT},
     )
-    await store.command(f"CREATE TABLE {store.database}.analyst_notes (note String, at {TIME}) ENGINE = MergeTree ORDER BY at")
+    await store.command(
+        f"CREATE TABLE {store.database}.analyst_notes (note String, at {TIME}) ENGINE = MergeTree ORDER BY at"
+    )
     progress: list[int] = []
     done = await rebuild(stack.settings, store, progress=lambda stats: progress.append(stats.done))
     yield before, done, progress
@@ -122,7 +131,9 @@ async def rebuilt(live: Snapshot, stack: Stack, store: Store) -> AsyncIterator[t
         await stack.start_worker()
 
 
-async def test_in_place_gives_every_table_back(rebuilt: tuple[Snapshot, Rebuilt, list[int]], stack: Stack, store: Store) -> None:
+async def test_in_place_gives_every_table_back(
+    rebuilt: tuple[Snapshot, Rebuilt, list[int]], stack: Stack, store: Store
+) -> None:
     before, done, progress = rebuilt
     after = await snapshot(store)
     for table in COLUMNS:
@@ -149,7 +160,9 @@ async def test_workers_continue_where_the_rebuild_stopped(
         f"SELECT topic, sub_topic, content FROM {store.database}.profiles WHERE project_id = {{p:String}} AND user_id = {{u:String}}",
         {"p": PROJECT, "u": eve},
     )
-    assert profiles == [{"topic": "basic_info", "sub_topic": "name", "content": "Eve"}]  # no FINAL: one row, written once
+    assert profiles == [
+        {"topic": "basic_info", "sub_topic": "name", "content": "Eve"}
+    ]  # no FINAL: one row, written once
     assert (await api.ok("GET", f"/users/profile/{eve}"))["profiles"][0]["content"] == "Eve"
 
 
@@ -166,6 +179,8 @@ async def test_refused_when_the_log_lost_its_first_records(
     finally:
         await admin.close()
     database = f"rebuilt_{uuid.uuid4().hex[:12]}"
-    with pytest.raises(RebuildRefused, match=rf"lost its first records \({head.topic}\[{head.partition}\] starts at 1\)"):
+    with pytest.raises(
+        RebuildRefused, match=rf"lost its first records \({head.topic}\[{head.partition}\] starts at 1\)"
+    ):
         await rebuild(settings, store, into=database)
     assert await store.query("SELECT name FROM system.databases WHERE name = {d:String}", {"d": database}) == []

@@ -27,15 +27,30 @@ async def rebuilt(history: None, stack: Stack, store: Store) -> AsyncIterator[tu
 
 async def test_replay_rebuilds_every_table(rebuilt: tuple[Store, ReplayStats, list[int]], store: Store) -> None:
     target = rebuilt[0]
-    for table in ("users", "blobs", "buffer", "profiles", "profile_history", "events", "event_gists",
-                  "usage", "project_configs", "tasks", "dead_letters"):
+    for table in (
+        "users",
+        "blobs",
+        "buffer",
+        "profiles",
+        "profile_history",
+        "events",
+        "event_gists",
+        "usage",
+        "project_configs",
+        "tasks",
+        "dead_letters",
+    ):
         assert await table_rows(store, table), f"the live {table} table holds nothing to compare"
     for table in COLUMNS:
         assert await table_rows(target, table) == await table_rows(store, table), f"{table} differs after replay"
 
 
-async def test_replay_reads_the_whole_log_in_batches(rebuilt: tuple[Store, ReplayStats, list[int]], stack: Stack) -> None:
+async def test_replay_reads_the_whole_log_in_batches(
+    rebuilt: tuple[Store, ReplayStats, list[int]], stack: Stack
+) -> None:
     _, stats, progress = rebuilt
-    assert stats.read == await log_size(stack.settings) and stats.skipped == 0 and stats.done == stats.total >= stats.read
+    assert (
+        stats.read == await log_size(stack.settings) and stats.skipped == 0 and stats.done == stats.total >= stats.read
+    )
     assert sum(stats.by_topic.values()) == stats.read and all(stats.by_topic.values())
     assert progress == [*range(7, stats.read + 1, 7), stats.read]

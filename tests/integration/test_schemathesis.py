@@ -52,10 +52,19 @@ from tests.support.stack import TOKEN
 from tests.support.client import chat
 
 WAIT_CAP = 1.0
-pytestmark = [pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning"), pytest.mark.stack_settings.with_args({"max_body_bytes": 16384, "wait_timeout": WAIT_CAP})]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning"),
+    pytest.mark.stack_settings.with_args({"max_body_bytes": 16384, "wait_timeout": WAIT_CAP}),
+]
 MAX_EXAMPLES = int(os.environ.get("MEMSTREAM_FUZZ_EXAMPLES", "15"))  # more for a deeper local run
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance, ignored_auth]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    ignored_auth,
+]
 # Every route the application declares; the served document must have each of them, and no other.
 # schemathesis's own strategies use `random`, which this Hypothesis version flags on every draw
 ROUTES = sorted({(route.method, route.path) for module in ROUTE_MODULES for route in module.routes})
@@ -82,8 +91,12 @@ def fuzz(operation: Any, mode: GenerationMode, base_url: str) -> int:
     sent = 0
 
     @hypothesis.settings(
-        max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-        suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate, Phase.shrink],
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
     )
     @hypothesis.given(case=operation.as_strategy(generation_mode=mode, headers=AUTH))  # fixed: never mutated away
     def run(case: schemathesis.Case) -> None:
@@ -104,7 +117,9 @@ async def test_the_document_is_valid_and_has_every_route(schema: schemathesis.Ba
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
 @pytest.mark.parametrize(("method", "path"), ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
-async def test_operation(schema: schemathesis.BaseSchema, stack: Stack, method: str, path: str, mode: GenerationMode) -> None:
+async def test_operation(
+    schema: schemathesis.BaseSchema, stack: Stack, method: str, path: str, mode: GenerationMode
+) -> None:
     try:
         sent = await asyncio.to_thread(fuzz, schema[path][method], mode, stack.url)
     except hypothesis.errors.Unsatisfiable:
@@ -120,8 +135,13 @@ def _flow(schema: schemathesis.BaseSchema, base: str) -> set[tuple[str, str]]:
     session.headers.update(AUTH)
     seen: set[tuple[str, str]] = set()
 
-    def call(method: str, template: str, values: dict[str, str] | None = None,
-             ready: Callable[[Any], Any] | None = None, **kwargs: Any) -> Any:
+    def call(
+        method: str,
+        template: str,
+        values: dict[str, str] | None = None,
+        ready: Callable[[Any], Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """One call, validated; with ``ready``, repeated (reads lag the log) until it succeeds and ``ready(data)``."""
         deadline = time.monotonic() + 15
         while True:
@@ -145,8 +165,13 @@ def _flow(schema: schemathesis.BaseSchema, base: str) -> set[tuple[str, str]]:
     call("GET", "/api/v1/healthcheck")
     call("GET", "/api/v1/status")
     call("GET", "/api/v1/openapi.json")
-    inserted = call("POST", "/api/v1/blobs/insert/{user_id}", u, json=chat("I like jazz and I live in Paris"),
-                    params={"wait_process": "true"})
+    inserted = call(
+        "POST",
+        "/api/v1/blobs/insert/{user_id}",
+        u,
+        json=chat("I like jazz and I live in Paris"),
+        params={"wait_process": "true"},
+    )
     b = {**u, "blob_id": inserted["id"], "blob_type": "chat", "task_id": inserted["task_id"]}
     call("GET", "/api/v1/blobs/{user_id}/{blob_id}", b, ready=bool)
     call("GET", "/api/v1/users/blobs/{user_id}/{blob_type}", b, ready=some("ids"))
@@ -156,8 +181,13 @@ def _flow(schema: schemathesis.BaseSchema, base: str) -> set[tuple[str, str]]:
     call("POST", "/api/v1/get/status", json={"task_id": b["task_id"]})
     slot = {"content": "tea", "attributes": {"topic": "interest", "sub_topic": "drink"}}
     p = {**u, "profile_id": call("POST", "/api/v1/users/profile/{user_id}", u, json=slot)["id"]}
-    call("GET", "/api/v1/users/profile/{user_id}", u, params={"chats_str": '[{"role": "user", "content": "tea?"}]'},
-         ready=some("profiles"))
+    call(
+        "GET",
+        "/api/v1/users/profile/{user_id}",
+        u,
+        params={"chats_str": '[{"role": "user", "content": "tea?"}]'},
+        ready=some("profiles"),
+    )
     call("PUT", "/api/v1/users/profile/{user_id}/{profile_id}", p, json={**slot, "content": "green tea"})
     call("GET", "/api/v1/users/profile/{user_id}/{profile_id}/history", p)
     call("DELETE", "/api/v1/users/profile/{user_id}/{profile_id}", p)
@@ -167,8 +197,13 @@ def _flow(schema: schemathesis.BaseSchema, base: str) -> set[tuple[str, str]]:
     call("GET", "/api/v1/users/event/search/{user_id}", u, params={"query": "jazz"}, ready=some("events"))
     call("GET", "/api/v1/users/event_gist/search/{user_id}", u, params={"query": "jazz"}, ready=some("gists"))
     call("GET", "/api/v1/users/context/{user_id}", u)
-    call("POST", "/api/v1/users/profile/import/{user_id}", u, json={"context": "I work as a pilot"},
-         params={"wait_process": "true", "wait_timeout": "20"})
+    call(
+        "POST",
+        "/api/v1/users/profile/import/{user_id}",
+        u,
+        json={"context": "I work as a pilot"},
+        params={"wait_process": "true", "wait_timeout": "20"},
+    )
     call("GET", "/api/v1/project/profile_config")
     call("POST", "/api/v1/project/profile_config", json={"profile_config": "language: en\n"})
     call("GET", "/api/v1/project/users", params={"search": "Ada"}, ready=some("users"))

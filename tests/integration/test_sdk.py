@@ -77,7 +77,9 @@ def sdk_session(url: str, user_id: str) -> dict[str, Any]:
     got["search"] = user.search_event("job at sea")
     got["gists"] = user.search_event_gist("Oslo")
     got["by_tags"] = user.search_event_by_tags(tags=["mood"])
-    got["context"] = user.context(max_token_size=400, prefer_topics=["work"], chats=[{"role": "user", "content": "Where do I live?"}])
+    got["context"] = user.context(
+        max_token_size=400, prefer_topics=["work"], chats=[{"role": "user", "content": "Where do I live?"}]
+    )
     user.delete_event(str(events[-1].id))
     got["events_after_delete"] = user.event(topk=5)
 

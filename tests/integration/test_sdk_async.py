@@ -50,8 +50,12 @@ async def test_async_sdk_calls_and_parameters(stack: Stack) -> None:
         await user.insert(ChatBlob(messages=[{"role": "user", "content": said}]))
         assert await user.flush(sync=False) is True
         slots = await polled(lambda: four_slots(user))
-        assert slots == {"basic_info::name": "Grace", "basic_info::city": "Rome", "work::title": "baker",
-                         "interest::likes": "figs"}
+        assert slots == {
+            "basic_info::name": "Grace",
+            "basic_info::city": "Rome",
+            "work::title": "baker",
+            "interest::likes": "figs",
+        }
 
         preferred = await user.profile(prefer_topics=["work", "interest"])
         assert [p.topic for p in preferred][:2] == ["work", "interest"]
@@ -70,10 +74,17 @@ async def test_async_sdk_calls_and_parameters(stack: Stack) -> None:
         assert await asyncio.to_thread(sync_user.search_event_by_tags, tag_values={"mood": "gloomy"}) == []
 
         only_city = await user.context(
-            max_token_size=300, only_topics=["basic_info"], max_subtopic_size=1, profile_event_ratio=0.5,
-            require_event_summary=False, event_similarity_threshold=0.1, time_range_in_days=30,
-            chats=[{"role": "user", "content": "Where do I live?"}], fill_window_with_events=True,
-            full_profile_and_only_search_event=False, customize_context_prompt=TEMPLATE,
+            max_token_size=300,
+            only_topics=["basic_info"],
+            max_subtopic_size=1,
+            profile_event_ratio=0.5,
+            require_event_summary=False,
+            event_similarity_threshold=0.1,
+            time_range_in_days=30,
+            chats=[{"role": "user", "content": "Where do I live?"}],
+            fill_window_with_events=True,
+            full_profile_and_only_search_event=False,
+            customize_context_prompt=TEMPLATE,
         )
         assert only_city.startswith("ABOUT THE USER") and "WHAT HAPPENED" in only_city
         assert "baker" not in only_city.split("WHAT HAPPENED")[0]  # only basic_info, one sub_topic

@@ -27,8 +27,13 @@ async def session(stack: Stack) -> dict[str, Any]:
     assert (JS / "node_modules" / "@memobase" / "memobase").is_dir(), "run: npm ci --prefix tests/js"
     user_id = new_user()
     process = await asyncio.create_subprocess_exec(
-        NODE, str(JS / "sdk_session.cjs"), stack.url, TOKEN, user_id,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        NODE,
+        str(JS / "sdk_session.cjs"),
+        stack.url,
+        TOKEN,
+        user_id,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         out, err = await asyncio.wait_for(process.communicate(), SESSION_TIMEOUT)

@@ -21,8 +21,13 @@ pytestmark = pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": l
 async def test_lexical_search_finds_events_by_their_words(api: Api, llm: ScriptedLLM) -> None:
     user = new_user()
     jazz = await record_event(api, llm, user, "Hana plays Jazz piano on Fridays")
-    await record_event(api, llm, user, "Hana visited Kyoto",
-                       changes=[{"topic": "interest", "sub_topic": "food", "content": "ramen and matcha"}])
+    await record_event(
+        api,
+        llm,
+        user,
+        "Hana visited Kyoto",
+        changes=[{"topic": "interest", "sub_topic": "food", "content": "ramen and matcha"}],
+    )
 
     found = await search(api, user, query="jazz")
     assert found["search"] == "lexical"
@@ -34,7 +39,9 @@ async def test_lexical_search_finds_events_by_their_words(api: Api, llm: Scripte
     assert (await search(api, user, query="trumpet"))["events"] == []
 
     gists = await search(api, user, kind="event_gist", query="Kyoto")
-    assert gists["search"] == "lexical" and [g["gist_data"]["content"] for g in gists["gists"]] == ["Hana visited Kyoto"]
+    assert gists["search"] == "lexical" and [g["gist_data"]["content"] for g in gists["gists"]] == [
+        "Hana visited Kyoto"
+    ]
 
 
 async def test_lexical_search_follows_edits(api: Api, llm: ScriptedLLM) -> None:
@@ -46,13 +53,19 @@ async def test_lexical_search_follows_edits(api: Api, llm: ScriptedLLM) -> None:
     assert (await search(api, user, kind="event_gist", query="radio"))["gists"] == []
 
 
-def _recorded(user: str, tip: str, embedding: list[float] | None = None, days_ago: int = 0,
-              gist: str | None = None) -> EventRecorded:
+def _recorded(
+    user: str, tip: str, embedding: list[float] | None = None, days_ago: int = 0, gist: str | None = None
+) -> EventRecorded:
     event_id = str(uuid.uuid4())
     return EventRecorded(
-        project_id="p", user_id=user, seq=1, event_id=event_id, flush_id=event_id,
+        project_id="p",
+        user_id=user,
+        seq=1,
+        event_id=event_id,
+        flush_id=event_id,
         event_data=EventData(event_tip=tip, profile_delta=[ProfileDelta(content="x", attributes={})]),
-        embedding=embedding, created_at=utc_now() - timedelta(days=days_ago),
+        embedding=embedding,
+        created_at=utc_now() - timedelta(days=days_ago),
         gists=[EventGist(gist_id=str(uuid.uuid4()), content=gist, embedding=embedding)] if gist else [],
     )
 
@@ -64,11 +77,15 @@ async def _write(store: Store, *records: EventRecorded | EventDropped) -> None:
 
 async def test_semantic_search_skips_rows_it_cannot_compare(store: Store) -> None:
     user = new_user()
-    same, unembedded, other_size = (_recorded(user, "a", [1.0, 0.0]), _recorded(user, "b"),
-                                    _recorded(user, "c", [1.0, 0.0, 0.0]))
+    same, unembedded, other_size = (
+        _recorded(user, "a", [1.0, 0.0]),
+        _recorded(user, "b"),
+        _recorded(user, "c", [1.0, 0.0, 0.0]),
+    )
     await _write(store, same, unembedded, other_size)
-    found = await search_events(store, "p", user, query="a", query_embedding=[0.6, 0.8], topk=10,
-                                similarity_threshold=0.0, time_range_in_days=1)
+    found = await search_events(
+        store, "p", user, query="a", query_embedding=[0.6, 0.8], topk=10, similarity_threshold=0.0, time_range_in_days=1
+    )
     assert [(e["id"], round(e["similarity"], 5)) for e in found] == [(same.event_id, 0.6)]
 
 
@@ -78,8 +95,16 @@ async def test_search_honours_the_time_range(store: Store) -> None:
     await _write(store, recent, old)
 
     async def found(days: int) -> list[str]:
-        rows = await search_events(store, "p", user, query="tulips", query_embedding=None, topk=10,
-                                   similarity_threshold=0.2, time_range_in_days=days)
+        rows = await search_events(
+            store,
+            "p",
+            user,
+            query="tulips",
+            query_embedding=None,
+            topk=10,
+            similarity_threshold=0.2,
+            time_range_in_days=days,
+        )
         return [e["id"] for e in rows]
 
     assert await found(7) == [recent.event_id]

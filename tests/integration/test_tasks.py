@@ -23,7 +23,10 @@ class SlowLLM(ScriptedLLM):
         return await super()._chat(request)
 
 
-pytestmark = [pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url, "llm_max_attempts": 1}), pytest.mark.llm_server.with_args(SlowLLM)]
+pytestmark = [
+    pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url, "llm_max_attempts": 1}),
+    pytest.mark.llm_server.with_args(SlowLLM),
+]
 
 
 async def statuses(api: Api, task_id: str) -> tuple[dict, dict]:
@@ -38,6 +41,7 @@ async def test_task_runs_then_completes(api: Api, llm: SlowLLM) -> None:
     async def running() -> tuple[dict, dict] | None:
         status, body = await api.call("GET", f"/tasks/{task_id}")
         return await statuses(api, task_id) if body["errno"] == 0 else None
+
     by_id, memos = await eventually(running, what="insert task readable")
     assert by_id == memos and by_id["status"] == "running" and by_id["error"] is None and by_id["results"] == []
 
@@ -83,17 +87,23 @@ async def test_wait_timeout_answers_504_and_the_task_goes_on(api: Api, llm: Slow
         async def completed() -> dict | None:
             task = await api.ok("GET", f"/tasks/{task_id}")
             return task if task["status"] == "completed" else None
+
         task = await eventually(completed, what="the flush to finish after the timeout")
         assert len(task["results"][0]["add_profiles"]) == 1
 
         async def imported() -> list:
             return (await api.ok("GET", f"/users/profile/{importer}"))["profiles"]
-        assert [p["content"] for p in await eventually(imported, what="the import to finish after the timeout")] == ["tea"]
+
+        assert [p["content"] for p in await eventually(imported, what="the import to finish after the timeout")] == [
+            "tea"
+        ]
     finally:
         llm.delay = 0.0
 
 
 async def test_unknown_task_is_404(api: Api) -> None:
-    for status, body in (await api.call("GET", "/tasks/no-such-task"),
-                         await api.call("POST", "/get/status", json={"task_id": "no-such-task"})):
+    for status, body in (
+        await api.call("GET", "/tasks/no-such-task"),
+        await api.call("POST", "/get/status", json={"task_id": "no-such-task"}),
+    ):
         assert (status, body["errno"], body["data"]) == (200, 404, None)

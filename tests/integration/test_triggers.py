@@ -21,6 +21,7 @@ async def test_size_trigger_flushes_and_insert_waits_for_it(api: Api) -> None:
     async def done():
         ids = (await api.ok("GET", f"/users/buffer/capacity/{user}/chat", params={"status": "done"}))["ids"]
         return sorted(ids) if len(ids) == 2 else None
+
     assert await eventually(done, what="both blobs done") == sorted([small["id"], big["id"]])
 
 
@@ -31,6 +32,7 @@ async def test_idle_buffer_is_flushed_by_the_timer(api: Api) -> None:
     async def completed():
         status, body = await api.call("GET", f"/tasks/{task_id}")
         return body["data"] if body["errno"] == 0 and body["data"]["status"] == "completed" else None
+
     task = await eventually(completed, timeout=20, what="idle flush to complete the insert task")
     assert task["results"][0]["add_profiles"]
     profiles = (await api.ok("GET", f"/users/profile/{user}"))["profiles"]
@@ -43,6 +45,7 @@ async def test_worker_restart_keeps_the_buffer(api: Api, stack: Stack) -> None:
 
     async def idle():
         return (await api.ok("GET", f"/users/buffer/capacity/{user}/chat", params={"status": "idle"}))["ids"]
+
     await eventually(idle, what="blob buffered")
     await stack.stop_worker()
     stack.settings = stack.settings.model_copy(update={"buffer_flush_interval": 3600.0})
@@ -71,4 +74,5 @@ async def test_a_restarted_worker_applies_nothing_twice(api: Api, stack: Stack) 
     assert new and {f.user_id for f in new} == {later}  # nothing of Erin's was stated again
     slots = [f for f in facts_after if isinstance(f, ProfileSlotChanged)]
     assert sorted((c.user_id, c.content) for c in slots if c.user_id in (user, later)) == sorted(
-        [(user, "Erin"), (later, "Frank")])
+        [(user, "Erin"), (later, "Frank")]
+    )

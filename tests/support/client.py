@@ -26,10 +26,20 @@ class Api:
         self.token = token
         self.session = aiohttp.ClientSession()
 
-    async def call(self, method: str, path: str, *, json: Any = None, data: Any = None,
-                   token: str | None = None, params: dict | None = None) -> tuple[int, dict]:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: Any = None,
+        token: str | None = None,
+        params: dict | None = None,
+    ) -> tuple[int, dict]:
         headers = {"Authorization": f"Bearer {token or self.token}"}
-        async with self.session.request(method, self.base + path, json=json, data=data, headers=headers, params=params) as r:
+        async with self.session.request(
+            method, self.base + path, json=json, data=data, headers=headers, params=params
+        ) as r:
             return r.status, await r.json()
 
     async def ok(self, method: str, path: str, **kwargs: Any) -> Any:

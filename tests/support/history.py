@@ -18,6 +18,7 @@ def history_settings(llm: ScriptedLLM) -> dict[str, Any]:
     """The stack settings ``make_history`` needs: the scripted LLM and embedder, and its project."""
     return {"llm_base_url": llm.base_url, "embedding_base_url": llm.base_url, "default_project": PROJECT}
 
+
 CONFIG = "event_tags:\n  - name: mood\n"
 FIRST = {
     "changes": [
@@ -54,29 +55,44 @@ async def make_history(api: Api, llm: ScriptedLLM, stack: Stack) -> None:
 
     async def deleted() -> bool:  # once the blob is readable
         return (await api.call("DELETE", f"/blobs/{alice}/{dropped['id']}"))[1]["errno"] == 0
+
     await eventually(deleted, what="the blob deleted")
     await api.ok("POST", f"/blobs/insert/{alice}", json=chat("I live in Paris."))
     llm.script(FIRST, SECOND, GONE)
     await api.ok("POST", f"/users/buffer/{alice}/chat", params={"wait_process": "true"})
-    await api.ok("POST", f"/blobs/insert/{alice}", params={"wait_process": "true"}, json=chat("I moved to Lyon; I love jazz."))
+    await api.ok(
+        "POST", f"/blobs/insert/{alice}", params={"wait_process": "true"}, json=chat("I moved to Lyon; I love jazz.")
+    )
     await api.ok("POST", f"/users/buffer/{alice}/chat", params={"wait_process": "true"})
     await api.ok("PUT", f"/users/{alice}", json={"data": {"plan": "pro"}})
-    likes = next(p for p in (await api.ok("GET", f"/users/profile/{alice}"))["profiles"] if p["attributes"]["sub_topic"] == "likes")
-    await api.ok("PUT", f"/users/profile/{alice}/{likes['id']}",
-                 json={"content": "jazz, blues", "attributes": {"topic": "interest", "sub_topic": "likes"}})
+    likes = next(
+        p
+        for p in (await api.ok("GET", f"/users/profile/{alice}"))["profiles"]
+        if p["attributes"]["sub_topic"] == "likes"
+    )
+    await api.ok(
+        "PUT",
+        f"/users/profile/{alice}/{likes['id']}",
+        json={"content": "jazz, blues", "attributes": {"topic": "interest", "sub_topic": "likes"}},
+    )
 
     await api.ok("POST", f"/blobs/insert/{bob}", json=chat("I bake bread."))
     await api.ok("POST", f"/users/buffer/{bob}/chat", params={"wait_process": "true"})
     await api.ok("DELETE", f"/users/{bob}")
 
-    await api.ok("POST", f"/blobs/insert/{carol}", params={"wait_process": "true"},
-                 json={"blob_type": "doc", "blob_data": {"content": "Carol's notes"}})
+    await api.ok(
+        "POST",
+        f"/blobs/insert/{carol}",
+        params={"wait_process": "true"},
+        json={"blob_type": "doc", "blob_data": {"content": "Carol's notes"}},
+    )
     await api.ok("POST", f"/blobs/insert/{carol}", params={"wait_process": "true"}, json=chat("Still in the buffer."))
     await publish_raw(stack.settings, stack.settings.topic_ingest, f"{PROJECT}:{carol}", b"{not json")  # a dead letter
 
     async def projected() -> bool:
         assert stack.writer is not None
         return stack.writer.records_written == await log_size(stack.settings)
+
     await eventually(projected, what="the projection writer to catch up with the log")
 
 

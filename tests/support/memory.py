@@ -41,14 +41,23 @@ async def rejected(api: Api, path: str, query: dict[str, str]) -> str:
     return body["errmsg"]
 
 
-async def record_event(api: Api, llm: ScriptedLLM, user: str, tip: str, *,
-                       tags: dict[str, str] | None = None, changes: list[dict[str, str]] | None = None) -> str:
+async def record_event(
+    api: Api,
+    llm: ScriptedLLM,
+    user: str,
+    tip: str,
+    *,
+    tags: dict[str, str] | None = None,
+    changes: list[dict[str, str]] | None = None,
+) -> str:
     """One flush whose scripted extraction yields an event with ``tip``; returns the event id once readable."""
-    llm.script({
-        "changes": [{"op": "add", **c} for c in changes or []],
-        "event_tip": tip,
-        "event_tags": [{"tag": t, "value": v} for t, v in (tags or {}).items()],
-    })
+    llm.script(
+        {
+            "changes": [{"op": "add", **c} for c in changes or []],
+            "event_tip": tip,
+            "event_tags": [{"tag": t, "value": v} for t, v in (tags or {}).items()],
+        }
+    )
     await api.ok("POST", f"/blobs/insert/{user}", json=chat(f"chat about: {tip}"))
     results = await api.ok("POST", f"/users/buffer/{user}/chat", params={"wait_process": "true"})
     event_id = results[0]["event_id"]

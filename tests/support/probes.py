@@ -14,8 +14,9 @@ from tests.support.client import Api, eventually
 LEAK = re.compile(r"Traceback|File \"|\b\w*(Error|Exception)\b(?!:)|site-packages|\.py\b")
 
 
-async def send(api: Api, method: str, path: str, query: str = "", body: bytes | None = None,
-               headers: dict[str, str] | None = None) -> tuple[int, str, str]:
+async def send(
+    api: Api, method: str, path: str, query: str = "", body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     """Status, content type and text of one request; ``path`` (from the document: it starts with /api/v1)
     and ``query`` go out as given, already encoded."""
     url = URL(api.base.removesuffix("/api/v1") + path + (f"?{query}" if query else ""), encoded=True)
@@ -52,8 +53,19 @@ class Corpus:
         self.failures: list[str] = []
         self.count = 0
 
-    async def rejected(self, method: str, path: str, user: str, *, status: int, field: str, query: str = "",
-                       body: bytes | None = None, headers: dict[str, str] | None = None, what: str = "") -> None:
+    async def rejected(
+        self,
+        method: str,
+        path: str,
+        user: str,
+        *,
+        status: int,
+        field: str,
+        query: str = "",
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        what: str = "",
+    ) -> None:
         """The probe is answered ``status`` with an errmsg starting with ``field``, and nothing is written."""
         before, rows = await self.log_size(), await self.rows_of(user)
         got, content_type, text = await send(self.api, method, path, query, body, headers)
@@ -69,8 +81,9 @@ class Corpus:
             problems.append("the user's rows in ClickHouse changed")
         self.record(label, problems, got, text)
 
-    async def answered(self, method: str, path: str, *, query: str = "", body: bytes | None = None,
-                       what: str = "") -> tuple[int, dict[str, Any] | None]:
+    async def answered(
+        self, method: str, path: str, *, query: str = "", body: bytes | None = None, what: str = ""
+    ) -> tuple[int, dict[str, Any] | None]:
         """The probe gets the envelope; returns its status and body for further checks."""
         got, content_type, text = await send(self.api, method, path, query, body)
         problems = envelope_problems(got, content_type, text)

@@ -32,8 +32,12 @@ async def publish_raw(settings: Settings, topic: str, key: str, value: bytes) ->
 
 async def messages_in(settings: Settings, tps: Iterable[TopicPartition]) -> list[ConsumerRecord]:
     """Every message of the partitions ``tps``, as stored (not decoded), partition by partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
-                                isolation_level="read_committed")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
     await consumer.start()
     try:
         tps = sorted(set(tps))
@@ -62,7 +66,9 @@ _created: set[tuple[str, str]] = set()
 
 
 def codec_of(settings: Settings, topic: str) -> Codec:
-    return {settings.topic_ingest: COMMANDS, settings.topic_memory: FACTS, settings.topic_projects: PROJECT_RECORDS}[topic]
+    return {settings.topic_ingest: COMMANDS, settings.topic_memory: FACTS, settings.topic_projects: PROJECT_RECORDS}[
+        topic
+    ]
 
 
 async def records_in_log(settings: Settings, topic: str) -> list[Any]:
@@ -80,7 +86,9 @@ def partitions(settings: Settings, *topics: str) -> list[TopicPartition]:
     return [TopicPartition(t, p) for t in topics for p in range(settings.topic_partitions)]
 
 
-async def group_offsets(settings: Settings, group: str, *topics: str, rewind: bool = False) -> dict[TopicPartition, int | None]:
+async def group_offsets(
+    settings: Settings, group: str, *topics: str, rewind: bool = False
+) -> dict[TopicPartition, int | None]:
     """``group``'s committed offsets on ``topics``; with ``rewind``, first commit 0 for each (the
     group must have no live member)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False)

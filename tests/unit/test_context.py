@@ -51,7 +51,12 @@ def test_only_topics_filters_case_insensitively() -> None:
 def test_prefer_topics_come_first_in_the_order_given() -> None:
     chosen = select_profiles(PROFILES, ProfileFilter(prefer_topics=("basic_info", "work")))
     assert names(chosen) == [
-        "basic_info::name", "work::title", "work::company", "interest::music", "interest::food", "interest::sport",
+        "basic_info::name",
+        "work::title",
+        "work::company",
+        "interest::music",
+        "interest::food",
+        "interest::sport",
     ]
 
 
@@ -91,15 +96,22 @@ def test_fit_stops_at_the_first_line_that_does_not_fit() -> None:
 def test_event_line_uses_the_tip_or_the_profile_changes() -> None:
     tip = {"event_data": {"event_tip": "moved to Paris"}, "created_at": AT}
     assert event_line(tip) == "- [2026-05-01 12:00] moved to Paris"
-    delta = {"event_data": {"profile_delta": [{"content": "Paris", "attributes": {"topic": "basic_info", "sub_topic": "city"}}]},
-             "created_at": AT}
+    delta = {
+        "event_data": {
+            "profile_delta": [{"content": "Paris", "attributes": {"topic": "basic_info", "sub_topic": "city"}}]
+        },
+        "created_at": AT,
+    }
     assert event_line(delta) == "- [2026-05-01 12:00] basic_info::city: Paris"
     assert event_line(delta, require_summary=True) is None
     assert event_line({"event_data": {}, "created_at": AT}) is None
 
 
 def test_message_line_marks_the_speaker_and_cuts_long_messages() -> None:
-    assert message_line({"role": "user", "content": "hi\nthere", "alias": "Al"}, AT) == "- [2026-05-01 12:00] user (Al): hi there"
+    assert (
+        message_line({"role": "user", "content": "hi\nthere", "alias": "Al"}, AT)
+        == "- [2026-05-01 12:00] user (Al): hi there"
+    )
     long = message_line({"role": "assistant", "content": "word " * 1000, "created_at": "yesterday"}, AT)
     assert long.startswith("- [yesterday] assistant: word") and long.endswith("…") and count_tokens(long) < 250
 
@@ -139,11 +151,15 @@ def test_working_memory_keeps_the_newest_messages_and_leaves_room_for_events() -
 
 
 def test_custom_template_is_filled_and_gets_working_memory_in_the_event_section() -> None:
-    context = build_context(ContextParts(PARTS.profiles[:1], PARTS.events[:1], PARTS.working[:1]), Budget(5000), TEMPLATE)
+    context = build_context(
+        ContextParts(PARTS.profiles[:1], PARTS.events[:1], PARTS.working[:1]), Budget(5000), TEMPLATE
+    )
     assert context.startswith("Profile:\n- interest::s0") and context.endswith("(end) {literal braces}")
     timeline = context.split("Timeline:\n")[1]
     assert timeline.index("event number 0") < timeline.index(WORKING_TITLE) < timeline.index("unflushed message 0")
-    placed = build_context(ContextParts([], PARTS.events[:1], PARTS.working[:1]), Budget(5000), "{working_memory_section}|{event_section}")
+    placed = build_context(
+        ContextParts([], PARTS.events[:1], PARTS.working[:1]), Budget(5000), "{working_memory_section}|{event_section}"
+    )
     assert placed.startswith(WORKING_TITLE) and placed.endswith("|- [2026-05-01 12:00] event number 0")
 
 

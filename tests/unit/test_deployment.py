@@ -52,7 +52,10 @@ def test_every_setting_passed_is_read_and_parses(compose: dict[str, Any], servic
     settings = Settings(**{k.removeprefix("MEMSTREAM_").lower(): v for k, v in env.items() if v != ""})
     brokers = [name for name in compose["services"] if name.startswith("kafka")]
     assert settings.topic_replication <= len(brokers)
-    assert settings.topic_min_insync_replicas is not None and settings.topic_min_insync_replicas < settings.topic_replication
+    assert (
+        settings.topic_min_insync_replicas is not None
+        and settings.topic_min_insync_replicas < settings.topic_replication
+    )
     assert {hp.split(":")[0] for hp in settings.kafka_bootstrap.split(",")} == set(brokers)
     clickhouse = urlparse(settings.clickhouse_url)
     assert clickhouse.hostname in compose["services"] and clickhouse.port == 8123

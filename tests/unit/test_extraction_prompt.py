@@ -35,8 +35,10 @@ event_tags:
 def test_system_prompt_carries_the_config() -> None:
     system = prompt.system_prompt(CONFIG)
     assert "- travel: where the user goes" in system
-    assert ("  - destinations: cities the user plans to visit (merge rule: append new cities, keep the old ones) [check]"
-            in system)
+    assert (
+        "  - destinations: cities the user plans to visit (merge rule: append new cities, keep the old ones) [check]"
+        in system
+    )
     assert "  - seat\n" in system  # not validated, like the project: no mark
     assert "basic_info" not in system  # overwrite replaces the default topics
     assert prompt.STRICT in system and prompt.VALIDATE_MARKED in system and prompt.VALIDATE_ALL not in system
@@ -81,7 +83,12 @@ async def test_reask_shows_the_bad_answer_and_usage_sums_both_calls(llm: Scripte
     llm.script("not json", {"changes": [], "event_tip": "a trip", "event_tags": [{"tag": "mood", "value": "glad"}]})
     extraction = await extractor.extract([ChatMessage(role="user", content="hi")], {}, CONFIG)
     assert extraction.event_tags[0].value == "glad"
-    assert extraction.usage.model_dump() == {"model": "small-model", "calls": 2, "input_tokens": 20, "output_tokens": 10}
+    assert extraction.usage.model_dump() == {
+        "model": "small-model",
+        "calls": 2,
+        "input_tokens": 20,
+        "output_tokens": 10,
+    }
     first, second = llm.requests
     assert first["response_format"]["json_schema"]["schema"] == prompt.answer_schema(CONFIG)
     assert second["messages"][-2] == {"role": "assistant", "content": "not json"}
@@ -97,6 +104,8 @@ async def test_failure_after_a_reask_carries_the_usage_spent(llm: ScriptedLLM) -
 
 
 def test_validate_mode_exemptions_are_marked() -> None:
-    config = parse("overwrite_user_profiles:\n  - topic: t\n    sub_topics:\n      - name: free\n        validate_value: false\n")
+    config = parse(
+        "overwrite_user_profiles:\n  - topic: t\n    sub_topics:\n      - name: free\n        validate_value: false\n"
+    )
     system = prompt.system_prompt(config)
     assert "  - free [no check]" in system and prompt.VALIDATE_ALL + prompt.VALIDATE_EXEMPT in system

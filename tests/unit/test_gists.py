@@ -27,8 +27,12 @@ class CountingEmbedder:
 
 def test_tip_splits_into_sentences_and_bullets_then_profile_deltas() -> None:
     assert gist_texts(DATA) == [
-        "Ann booked a trip to Rome.", "She leaves on 2026-05-02!", "packs light", "wants a window seat",
-        "She booked a trip to Rome.", "travel plans / next city: Rome",
+        "Ann booked a trip to Rome.",
+        "She leaves on 2026-05-02!",
+        "packs light",
+        "wants a window seat",
+        "She booked a trip to Rome.",
+        "travel plans / next city: Rome",
     ]
     assert gist_texts(EventData(event_tip="喜欢咖啡。也喜欢茶。")) == ["喜欢咖啡。", "也喜欢茶。"]
     assert gist_texts(EventData(event_tip="Tea. tea.")) == ["Tea."]  # repeats kept once

@@ -13,16 +13,29 @@ OWNER = Owner(Limits(buffer_tokens=1000, buffer_bytes=8192, blob_bytes=8192), ma
 
 
 def blob(n: int) -> BlobInserted:
-    return BlobInserted(project_id="p", user_id="u", blob_id=f"b{n}", task_id=f"t{n}", blob_type=BlobType.chat,
-                        blob_data={"messages": [{"role": "user", "content": f"line {n} " * 20}]}, created_at=T0)
+    return BlobInserted(
+        project_id="p",
+        user_id="u",
+        blob_id=f"b{n}",
+        task_id=f"t{n}",
+        blob_type=BlobType.chat,
+        blob_data={"messages": [{"role": "user", "content": f"line {n} " * 20}]},
+        created_at=T0,
+    )
 
 
 def test_steps_write_what_changed_and_restore_gives_the_memory_back() -> None:
     state: dict[str, bytes] = {}
     memory = UserMemory("p", "u")
     sizes = []
-    commands = [blob(1), blob(2), ProfileEdited(project_id="p", user_id="u", op="add", topic="a", sub_topic="b", content="c"),
-                blob(3), FlushRequested(project_id="p", user_id="u", blob_type=BlobType.chat, task_id="f1"), blob(4)]
+    commands = [
+        blob(1),
+        blob(2),
+        ProfileEdited(project_id="p", user_id="u", op="add", topic="a", sub_topic="b", content="c"),
+        blob(3),
+        FlushRequested(project_id="p", user_id="u", blob_type=BlobType.chat, task_id="f1"),
+        blob(4),
+    ]
     for command in commands:
         step = OWNER.on_command(memory, command, T0)
         written = changes(memory, step.memory)

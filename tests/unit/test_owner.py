@@ -34,8 +34,16 @@ OWNER = Owner(LIMITS, max_queued=3)
 
 
 def blob(n: int, *lines: str, at: datetime = T0) -> BlobInserted:
-    return BlobInserted(project_id="p", user_id="u", blob_id=f"b{n}", task_id=f"t{n}", blob_type=BlobType.chat,
-                        blob_data={"messages": [{"role": "user", "content": x} for x in lines]}, created_at=at, occurred_at=at)
+    return BlobInserted(
+        project_id="p",
+        user_id="u",
+        blob_id=f"b{n}",
+        task_id=f"t{n}",
+        blob_type=BlobType.chat,
+        blob_data={"messages": [{"role": "user", "content": x} for x in lines]},
+        created_at=at,
+        occurred_at=at,
+    )
 
 
 def run(memory: UserMemory, *commands: object, now: datetime = T0) -> tuple[UserMemory, list[Step]]:
@@ -52,10 +60,25 @@ def facts(steps: list[Step]) -> list[object]:
 
 
 def extracted(flush: BufferFlushed, content: str) -> Extracted:
-    change = ProfileSlotChanged(project_id="p", user_id="u", seq=0, profile_id="s1", op="add", topic="work",
-                                sub_topic="title", content=content, source_id=flush.flush_id)
-    event = EventRecorded(project_id="p", user_id="u", seq=0, event_id=derived_id(flush.flush_id, "event"),
-                          flush_id=flush.flush_id, event_data=EventData(event_tip=content))
+    change = ProfileSlotChanged(
+        project_id="p",
+        user_id="u",
+        seq=0,
+        profile_id="s1",
+        op="add",
+        topic="work",
+        sub_topic="title",
+        content=content,
+        source_id=flush.flush_id,
+    )
+    event = EventRecorded(
+        project_id="p",
+        user_id="u",
+        seq=0,
+        event_id=derived_id(flush.flush_id, "event"),
+        flush_id=flush.flush_id,
+        event_data=EventData(event_tip=content),
+    )
     return Extracted(flush.flush_id, [change], event, Usage(model="m", calls=1, input_tokens=3, output_tokens=2))
 
 
@@ -89,8 +112,9 @@ def test_a_window_closes_on_tokens_bytes_or_messages_and_its_extraction_starts()
 def test_a_users_second_flush_waits_for_the_first_and_sees_its_profile() -> None:
     memory, _ = run(UserMemory("p", "u"), blob(1, "one"))
     memory, [first] = run(memory, FlushRequested(project_id="p", user_id="u", blob_type=BlobType.chat, task_id="f1"))
-    memory, (_, second) = run(memory, blob(2, "two"), FlushRequested(project_id="p", user_id="u", blob_type=BlobType.chat,
-                                                                      task_id="f2"))
+    memory, (_, second) = run(
+        memory, blob(2, "two"), FlushRequested(project_id="p", user_id="u", blob_type=BlobType.chat, task_id="f2")
+    )
     assert isinstance(first.start, ExtractFlush) and second.start is None  # queued behind the first
     assert [getattr(q, "flush_id", None) for q in memory.queue] == ["f1", "f2"]
     done = OWNER.on_job_done(memory, extracted(first.start.flush, "pilot"), T0)
@@ -152,8 +176,12 @@ def test_blob_delete_takes_it_out_of_the_window_or_a_waiting_flush() -> None:
     assert [b.blob_id for b in memory.window.blobs] == ["b2"]
     ends = [f for f in step.facts if isinstance(f, TaskFinished)]
     assert ends[0].task_ids == ["t1"] and ends[0].blob_ids == []
-    memory, _ = run(memory, FlushRequested(project_id="p", user_id="u", blob_type=BlobType.chat, task_id="f1"),
-                    blob(3, "three"), FlushRequested(project_id="p", user_id="u", blob_type=BlobType.chat, task_id="f2"))
+    memory, _ = run(
+        memory,
+        FlushRequested(project_id="p", user_id="u", blob_type=BlobType.chat, task_id="f1"),
+        blob(3, "three"),
+        FlushRequested(project_id="p", user_id="u", blob_type=BlobType.chat, task_id="f2"),
+    )
     memory, _ = run(memory, BlobDeleted(project_id="p", user_id="u", blob_id="b3"))
     assert [q.flush_id for q in memory.queue] == ["f1"]  # the waiting flush held only b3; its request ended
 
@@ -175,7 +203,9 @@ def test_refusals_end_the_task_and_park_the_command() -> None:
 def test_the_queue_is_bounded() -> None:
     memory = UserMemory("p", "u")
     for n in range(1, 5):
-        memory, _ = run(memory, blob(n, "x"), FlushRequested(project_id="p", user_id="u", blob_type=BlobType.chat, task_id=f"f{n}"))
+        memory, _ = run(
+            memory, blob(n, "x"), FlushRequested(project_id="p", user_id="u", blob_type=BlobType.chat, task_id=f"f{n}")
+        )
     assert len(memory.queue) == 3  # the fourth window could not be queued
     assert memory.window is not None and memory.window.blobs[0].blob_id == "b4"
 
@@ -192,6 +222,8 @@ def test_an_event_edit_is_embedded_in_the_users_turn() -> None:
     edit = EventEdited(project_id="p", user_id="u", event_id="e1", event_data=EventData(event_tip="new"), created_at=T0)
     memory, [step] = run(UserMemory("p", "u", created_at=T0), edit)
     assert isinstance(step.start, EmbedEdit)
-    event = EventRecorded(project_id="p", user_id="u", seq=0, event_id="e1", flush_id=edit.record_id, event_data=edit.event_data)
+    event = EventRecorded(
+        project_id="p", user_id="u", seq=0, event_id="e1", flush_id=edit.record_id, event_data=edit.event_data
+    )
     done = OWNER.on_job_done(memory, Embedded(edit.record_id, event), T0)
     assert [f.kind for f in done.facts] == ["event_recorded", "edit_applied"] and not done.memory.queue

@@ -14,7 +14,9 @@ def test_the_product_imports_none_of_the_stand_ins() -> None:
         "import sys, memstream.cli, memstream.stack, api.app, projections.writer, streams.runtime.stage; "
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {STAND_INS!r}))"
     )
-    loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT / "docs", capture_output=True, text=True, check=True)
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT / "docs", capture_output=True, text=True, check=True
+    )
     assert loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr
 
 

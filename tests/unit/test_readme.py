@@ -10,8 +10,10 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 def test_the_settings_table_is_the_settings_class() -> None:
     table = dict(re.findall(r"^\| `MEMSTREAM_(\w+)` \| `([^`]*)` \|", README, re.M))
-    expected = {name.upper(): (f.default if isinstance(f.default, str) else repr(f.default))
-                for name, f in Settings.model_fields.items()}
+    expected = {
+        name.upper(): (f.default if isinstance(f.default, str) else repr(f.default))
+        for name, f in Settings.model_fields.items()
+    }
     assert table == expected
 
 

@@ -11,8 +11,9 @@ from streams.project_config import DEFAULT, parse
 from streams.slot_changes import plan_changes, plan_edit
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-FLUSH = BufferFlushed(project_id="p", user_id="u", flush_id="f1", blob_type=BlobType.chat, reason="request",
-                      blobs=[], task_ids=[])
+FLUSH = BufferFlushed(
+    project_id="p", user_id="u", flush_id="f1", blob_type=BlobType.chat, reason="request", blobs=[], task_ids=[]
+)
 STRICT = parse("""
 profile_strict_mode: true
 overwrite_user_profiles:
@@ -31,10 +32,20 @@ def fold(changes: list[ProfileSlotChanged], profile: Profile | None = None) -> P
 
 
 def seeded() -> Profile:
-    return fold(plan_changes(FLUSH, Extraction(changes=[
-        ProfileChange(op="add", topic="work", sub_topic="title", content="pilot"),
-        ProfileChange(op="add", topic="interest", sub_topic="likes", content="tea"),
-    ]), {}, DEFAULT, Limits()))
+    return fold(
+        plan_changes(
+            FLUSH,
+            Extraction(
+                changes=[
+                    ProfileChange(op="add", topic="work", sub_topic="title", content="pilot"),
+                    ProfileChange(op="add", topic="interest", sub_topic="likes", content="tea"),
+                ]
+            ),
+            {},
+            DEFAULT,
+            Limits(),
+        )
+    )
 
 
 def edit(op: str, **fields: str) -> ProfileEdited:
@@ -42,17 +53,23 @@ def edit(op: str, **fields: str) -> ProfileEdited:
 
 
 def test_strict_mode_keeps_only_configured_slots() -> None:
-    extraction = Extraction(changes=[
-        ProfileChange(op="add", topic="work", sub_topic="title", content="pilot"),
-        ProfileChange(op="add", topic="work", sub_topic="company", content="Air"),
-        ProfileChange(op="add", topic="interest", sub_topic="likes", content="tea"),
-    ])
+    extraction = Extraction(
+        changes=[
+            ProfileChange(op="add", topic="work", sub_topic="title", content="pilot"),
+            ProfileChange(op="add", topic="work", sub_topic="company", content="Air"),
+            ProfileChange(op="add", topic="interest", sub_topic="likes", content="tea"),
+        ]
+    )
     assert [c.sub_topic for c in plan_changes(FLUSH, extraction, {}, STRICT, Limits())] == ["title"]
     assert len(plan_changes(FLUSH, extraction, {}, DEFAULT, Limits())) == 3  # not strict: the model may open slots
 
 
 def test_tags_outside_the_config_are_dropped() -> None:
-    tags = [EventTag(tag="mood", value=" glad "), EventTag(tag="weather", value="rain"), EventTag(tag="mood", value="sad")]
+    tags = [
+        EventTag(tag="mood", value=" glad "),
+        EventTag(tag="weather", value="rain"),
+        EventTag(tag="mood", value="sad"),
+    ]
     assert keep_tags(tags, STRICT) == [EventTag(tag="mood", value="glad")]
     assert keep_tags(tags, DEFAULT) == []
 
@@ -60,11 +77,20 @@ def test_tags_outside_the_config_are_dropped() -> None:
 def test_manual_add_fills_a_slot_or_updates_the_existing_one_ignoring_strict_mode() -> None:
     profile = seeded()
     [added] = plan_edit(edit("add", topic=" Food ", sub_topic="Fruit", content="figs"), profile)
-    assert (added.op, added.topic, added.sub_topic, added.source, added.source_id) == ("add", "food", "fruit", "manual", "edit-1")
+    assert (added.op, added.topic, added.sub_topic, added.source, added.source_id) == (
+        "add",
+        "food",
+        "fruit",
+        "manual",
+        "edit-1",
+    )
     assert added.profile_id == slot_id("p", "u", "food", "fruit")
     [updated] = plan_edit(edit("add", topic="work", sub_topic="title", content="captain"), profile)
     assert (updated.op, updated.profile_id, updated.created_at) == (
-        "update", profile["work::title"].profile_id, profile["work::title"].created_at)
+        "update",
+        profile["work::title"].profile_id,
+        profile["work::title"].created_at,
+    )
 
 
 def test_manual_update_in_place_and_move_keeps_the_slot_id() -> None:
@@ -74,7 +100,12 @@ def test_manual_update_in_place_and_move_keeps_the_slot_id() -> None:
     assert (same.op, same.profile_id, same.topic, same.content) == ("update", title.profile_id, "work", "captain")
     [moved] = plan_edit(edit("update", profile_id=title.profile_id, topic="career", sub_topic="role"), profile)
     assert (moved.op, moved.profile_id, moved.topic, moved.sub_topic, moved.content) == (
-        "update", title.profile_id, "career", "role", "pilot")
+        "update",
+        title.profile_id,
+        "career",
+        "role",
+        "pilot",
+    )
     assert moved.created_at == title.created_at
     after = fold([moved], profile)
     assert set(after) == {"career::role", "interest::likes"} and after["career::role"].profile_id == title.profile_id
@@ -88,7 +119,9 @@ def test_manual_update_in_place_and_move_keeps_the_slot_id() -> None:
 def test_a_new_slot_at_a_key_a_moved_slot_came_from_takes_a_fresh_id() -> None:
     profile = seeded()
     title = profile["work::title"]
-    moved = fold(plan_edit(edit("update", profile_id=title.profile_id, topic="career", sub_topic="role"), profile), profile)
+    moved = fold(
+        plan_edit(edit("update", profile_id=title.profile_id, topic="career", sub_topic="role"), profile), profile
+    )
     [again] = plan_edit(edit("add", topic="work", sub_topic="title", content="navigator"), moved)
     assert again.op == "add" and again.profile_id != title.profile_id
 
