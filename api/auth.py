@@ -4,9 +4,9 @@ directory holds. Every handler reads the project from the request, never from in
 project cannot name another's data. Healthcheck and the OpenAPI document are open."""
 
 import hmac
-from typing import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from api.envelope import ApiError, error_response
 from streams.project_tokens import project_of_token, token_sha256
@@ -15,9 +15,6 @@ from streams.projects import ProjectDirectory
 PROJECT = web.RequestKey("project_id", str)
 ROOT = web.RequestKey("root", bool)  # the request carries the root token
 OPEN_PATHS = frozenset({"/api/v1/healthcheck", "/api/v1/openapi.json"})
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def auth_middleware(root_token: str, default_project: str, directory: ProjectDirectory) -> Middleware:

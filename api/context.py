@@ -19,9 +19,10 @@ their parts, so the result is recounted and trimmed (events, then working memory
 profile) until it fits.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from api.token_budget import fit, line_cost
 from streams.tokens import count_tokens, truncate_to_tokens

@@ -1,8 +1,8 @@
 """What handlers need, attached to the aiohttp application, and the write patterns they share."""
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from aiohttp import web
 

@@ -12,8 +12,9 @@ document from the same declarations, so what is documented is what is read.
 """
 
 import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel

@@ -10,8 +10,9 @@
 import json
 import logging
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -45,7 +46,7 @@ def unavailable(errmsg: str) -> ApiError:
 
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):  # ClickHouse hands back naive UTC times
-        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
     if isinstance(value, uuid.UUID):
         return str(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")

@@ -1,8 +1,8 @@
 """Request bodies and the answers several routes share, in Memobase's wire format (pydantic)."""
 
 import uuid
-from datetime import datetime, timezone
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator, model_validator
 
@@ -12,8 +12,10 @@ from streams.owner import problem_of
 from streams.records import BlobInserted, BlobType, ChatMessage, Command, EventData, FlushOutcome, utc_now
 
 # What ClickHouse's DateTime64 columns hold; a time outside would be stored as another time.
-EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(2299, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2299, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+CommandT = TypeVar("CommandT", bound=Command)
 
 
 class UserBody(BaseModel):
@@ -108,7 +110,7 @@ class InsertBlobBody(BaseModel):
     def _storable(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
         if not EARLIEST <= value <= LATEST:
             raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
         return value
@@ -122,7 +124,7 @@ class InsertBlobBody(BaseModel):
         return model.model_dump(mode="json", exclude_none=True)
 
 
-def bounded(command: Command, limits: Limits) -> Command:
+def bounded(command: CommandT, limits: Limits) -> CommandT:
     """``command`` if the owner can apply it within ``limits``; else HTTP 413 naming the field and the limit."""
     problem = problem_of(command, limits)
     if problem:

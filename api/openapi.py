@@ -27,7 +27,7 @@ from api.params import PATH_PARAMS
 
 DOCUMENT = web.AppKey("openapi", dict)
 REF = "#/components/schemas/{model}"
-_ERROR = {
+_ERROR: dict[str, Any] = {
     "type": "object",
     "required": ["data", "errno", "errmsg"],
     "properties": {

@@ -16,9 +16,10 @@
 
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
 import pydantic_core

@@ -13,8 +13,9 @@ deterministic and needs no model on the read path.
 
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from api.token_budget import fit
 
@@ -61,7 +62,7 @@ def select_profiles(profiles: list[dict[str, Any]], spec: ProfileFilter) -> list
     if spec.only_topics:
         only = {_key(t) for t in spec.only_topics}
         chosen = [p for p in chosen if _key(p["topic"]) in only]
-    rank = {}
+    rank: dict[str, int] = {}
     for topic in spec.prefer_topics:
         rank.setdefault(_key(topic), len(rank))
     chat_words = words(" ".join(spec.chats))

@@ -1,6 +1,6 @@
 """Packing whole lines into a token budget (cl100k, the tokenizer the buffers count with)."""
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from streams.tokens import count_tokens
 

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -107,7 +108,7 @@ async def within(future: "asyncio.Future[T]", timeout: float, task_id: str) -> T
     """Await ``future``; on timeout answer errno 504 — the task itself keeps running."""
     try:
         return await asyncio.wait_for(asyncio.shield(future), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise ApiError(
             504,
             f"task {task_id} is still running after {timeout:g}s; poll GET /api/v1/tasks/{task_id}",

@@ -45,7 +45,7 @@ def _root_token(settings: Settings, data_dir: Path) -> str:
 
 async def dev(args: argparse.Namespace) -> None:
     data_dir: Path = args.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once at startup, before anything else runs
     base = Settings()
     broker_port = int(base.kafka_bootstrap.rsplit(":", 1)[1])
     settings = base.model_copy(
@@ -169,8 +169,8 @@ async def run_status() -> None:
                 print(f"  {row.topic}[{row.partition}]  committed {row.committed}  end {row.end}  lag {row.lag}")
         parked = await dead_letters_by_reason(store)
         print(f"dead letters: {sum(r['count'] for r in parked)}")
-        for row in parked:
-            print(f"  {row['count']:>6}  {row['kind']}: {row['reason']}")
+        for reason in parked:
+            print(f"  {reason['count']:>6}  {reason['kind']}: {reason['reason']}")
     finally:
         await store.close()
 

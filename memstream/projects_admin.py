@@ -3,9 +3,9 @@
 from aiokafka import AIOKafkaProducer
 
 from memstream.settings import Settings
-from streams.records import ProjectCreated, encode
 from streams.project_tokens import check_project_name, new_token, token_sha256
 from streams.projects import ProjectDirectory
+from streams.records import ProjectCreated, encode
 from streams.topics import ensure_topics
 
 

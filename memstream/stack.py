@@ -94,7 +94,7 @@ class Stack:
         await self.stage.start()
         try:  # a worker that joins a group whose partitions other workers hold gets none: that is fine too
             await asyncio.wait_for(self.stage.ready.wait(), READY_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("the owner stage has no running partition after %.0fs; going on", READY_TIMEOUT)
         self.writer = ProjectionWriter(settings, self.store)
         await self.writer.start()

@@ -16,10 +16,11 @@ first record before writing anything (``prepare``) and hand the ends to a consum
 
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
 from memstream.settings import Settings
 from projections.rows import Op
 from projections.store import Store

@@ -16,10 +16,11 @@ from streams.records import (
     BlobDropped,
     BlobStored,
     BufferClosed,
+    EditApplied,
     EventData,
     EventDropped,
-    EditApplied,
     EventRecorded,
+    Fact,
     OwnerProgress,
     ProfileSlotChanged,
     ProjectConfigSet,
@@ -202,7 +203,8 @@ def ops_for(record: Record) -> list[Op]:
                 (record.project_id, record.config_yaml, record.occurred_at, version_of(record.occurred_at)),
             )
         ]
-    p, u, at, v = record.project_id, record.user_id, record.occurred_at, getattr(record, "seq")
+    assert isinstance(record, Fact), type(record)  # every other record left is a memory fact
+    p, u, at, v = record.project_id, record.user_id, record.occurred_at, record.seq
     match record:
         case UserStored():
             return [Insert("users", (p, u, _json(record.data), record.created_at, at, v, 0))]
@@ -250,7 +252,18 @@ def ops_for(record: Record) -> list[Op]:
         case ProfileSlotChanged():
             deleted = 1 if record.op == "delete" else 0
             created = record.created_at or at
-            row = (p, u, record.profile_id, record.topic, record.sub_topic, record.content, created, at, v, deleted)
+            row: tuple[Any, ...] = (
+                p,
+                u,
+                record.profile_id,
+                record.topic,
+                record.sub_topic,
+                record.content,
+                created,
+                at,
+                v,
+                deleted,
+            )
             history = (
                 p,
                 u,

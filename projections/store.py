@@ -9,8 +9,9 @@ Callers only see ``query``/``command``/``insert`` and ``StoreUnavailable``.
 import asyncio
 import importlib.util
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import OperationalError

@@ -18,9 +18,10 @@ import json
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
@@ -72,7 +73,7 @@ def _decoded(codec: Codec) -> Reader:
 
 
 def _parked(message: ConsumerRecord) -> list[Op]:
-    at = datetime.fromtimestamp(message.timestamp / 1000, timezone.utc)
+    at = datetime.fromtimestamp(message.timestamp / 1000, UTC)
     return dead_letter_ops(
         f"{message.topic}:{message.partition}:{message.offset}",
         message.key,

@@ -4,9 +4,9 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from streams.records import ChatMessage, EventTag
 from streams.profile import Profile
 from streams.project_config import ProjectConfig
+from streams.records import ChatMessage, EventTag
 
 
 class ProfileChange(BaseModel):

@@ -12,8 +12,9 @@ A failed LLM or embedding call is retried with exponential backoff (``llm_max_at
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, TypeVar
+from typing import TypeVar
 
 from streams.embeddings import Embedder, EmbeddingFailed
 from streams.extraction import Extraction, ExtractionFailed, Extractor, Usage
@@ -180,7 +181,7 @@ class Jobs:
             event_data=data,
             embedding=embedding,
             gists=gists,
-            **fields,  # type: ignore[arg-type]
+            **fields,
         )
 
     async def _extract(self, job: ExtractFlush) -> Extracted | JobFailed:

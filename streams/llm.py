@@ -2,16 +2,18 @@
 
 import json
 import logging
+from typing import Any
 
 from openai import AsyncOpenAI, OpenAIError
+from openai.types.chat import ChatCompletionMessageParam
 from pydantic import ValidationError
 
-from streams.records import ChatMessage
 from streams.extraction import Extraction, ExtractionFailed, Usage
 from streams.profile import Profile
 from streams.project_config import ProjectConfig
 from streams.prompts import extract as prompt
 from streams.prompts import repair
+from streams.records import ChatMessage
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ class LLMExtractor:
                 request = repair.messages(request, text, problem)
         raise ExtractionFailed(problem, spent)
 
-    async def _complete(self, request: list[dict[str, str]], schema: dict) -> tuple[str, Usage]:
+    async def _complete(self, request: list[ChatCompletionMessageParam], schema: dict[str, Any]) -> tuple[str, Usage]:
         try:
             response = await self._client.chat.completions.create(
                 model=self._model,

@@ -13,10 +13,11 @@ Unchanged parts of a memory are the same objects from step to step, so a diff co
 """
 
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Union
+from typing import Annotated
 
-from pydantic import Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 
 from streams.buffer import Window
 from streams.owner import Queued, UserMemory, queued_id
@@ -33,9 +34,7 @@ from streams.records import (
 )
 
 _QUEUED: TypeAdapter[Queued] = TypeAdapter(
-    Annotated[
-        Union[BufferFlushed, ProfileEdited, EventEdited, EventDeleted, FlushRequested], Field(discriminator="kind")
-    ]
+    Annotated[BufferFlushed | ProfileEdited | EventEdited | EventDeleted | FlushRequested, Field(discriminator="kind")]
 )
 _BLOB = TypeAdapter(BufferedBlob)
 
@@ -80,7 +79,11 @@ def _header(memory: UserMemory) -> _Header:
     )
 
 
-def _parts(memory: UserMemory | None) -> tuple[dict[str, BufferedBlob], dict[str, Slot], dict[str, Queued]]:
+# A user's blobs, slots and queued items, each by id (one state record apiece).
+Parts = tuple[Mapping[str, BaseModel], Mapping[str, BaseModel], Mapping[str, BaseModel]]
+
+
+def _parts(memory: UserMemory | None) -> Parts:
     if memory is None:
         return {}, {}, {}
     blobs = {b.blob_id: b for b in memory.window.blobs} if memory.window else {}

@@ -24,12 +24,13 @@ Kafka, with each step's facts, state and input position committed in one transac
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Iterable
+from typing import Any, TypeVar
 
 from streams.buffer import Window, add, chat_blob, close, flush_id_for, without
-from streams.jobs import EmbedEdit, Embedded, Extracted, ExtractFlush, Job, JobFailed, JobResult, outcome_of
+from streams.jobs import Embedded, EmbedEdit, Extracted, ExtractFlush, Job, JobFailed, JobResult, outcome_of
 from streams.limits import Limits
 from streams.profile import Profile, apply
 from streams.records import (
@@ -65,6 +66,7 @@ from streams.slot_changes import plan_edit
 log = logging.getLogger(__name__)
 
 Queued = BufferFlushed | ProfileEdited | EventEdited | EventDeleted | FlushRequested
+FactT = TypeVar("FactT", bound=Fact)
 MAX_DATA_BYTES = 65_536  # a user's data, an edited event's data
 
 
@@ -117,10 +119,10 @@ class _Stating:
     def memory(self) -> UserMemory:
         return self.step.memory
 
-    def update(self, **changes: object) -> None:
-        self.step.memory = replace(self.step.memory, **changes)  # type: ignore[arg-type]
+    def update(self, **changes: Any) -> None:
+        self.step.memory = replace(self.step.memory, **changes)
 
-    def state(self, fact: Fact) -> Fact:
+    def state(self, fact: FactT) -> FactT:
         seq = self.memory.seq + 1
         stamped = fact.model_copy(update={"seq": seq, "occurred_at": self.now})
         self.update(seq=seq)
@@ -130,7 +132,7 @@ class _Stating:
     def change_slots(self, changes: Iterable[ProfileSlotChanged]) -> None:
         slots = self.memory.slots
         for change in changes:
-            slots = apply(slots, self.state(change))  # type: ignore[arg-type]
+            slots = apply(slots, self.state(change))
         self.update(slots=slots)
 
     def applied(self, edit: Record, outcome: str, reason: str = "", profile_ids: list[str] | None = None) -> None:
@@ -143,7 +145,7 @@ class _Stating:
                 edit_id=edit.record_id,
                 outcome=outcome,
                 reason=reason,
-                profile_ids=profile_ids or [],  # type: ignore[arg-type]
+                profile_ids=profile_ids or [],
             )
         )
 
@@ -159,7 +161,7 @@ class _Stating:
                 task_ids=task_ids,
                 blob_ids=blob_ids,
                 status=outcome.pop("status", "completed"),
-                **outcome,  # type: ignore[arg-type]
+                **outcome,
             )
         )
 

@@ -145,7 +145,7 @@ def _line_of(node: yaml.Node, loc: tuple[Any, ...]) -> int:
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     model: type[BaseModel] = ProjectConfig
-    nested = {
+    nested: dict[str, type[BaseModel]] = {
         "overwrite_user_profiles": Topic,
         "additional_user_profiles": Topic,
         "sub_topics": SubTopic,

@@ -13,8 +13,9 @@ import hmac
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from streams.records import PROJECT_RECORDS, ProjectConfigSet, ProjectCreated, Undecodable
+
 from streams.project_config import DEFAULT, ConfigError, ProjectConfig, parse
+from streams.records import PROJECT_RECORDS, ProjectConfigSet, ProjectCreated, Undecodable
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class ProjectDirectory:
 
         try:
             await asyncio.wait_for(read_all(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("project directory still behind the broker after %.0fs; using the configs read so far", timeout)
 
     async def _run(self) -> None:

@@ -24,9 +24,10 @@ and a record at an older ``v`` is upcast (``UPCASTERS``) before it is validated.
 
 import json
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Callable, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -35,7 +36,7 @@ _NAMESPACE = uuid.UUID("6f1c1a0e-3c55-4f0e-9d55-6d656d737472")
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def derived_id(*parts: str) -> str:
@@ -368,38 +369,34 @@ class ProjectConfigSet(Record):
 
 
 Command = Annotated[
-    Union[
-        UserCreated,
-        UserUpdated,
-        UserDeleted,
-        BlobInserted,
-        BlobDeleted,
-        FlushRequested,
-        ProfileEdited,
-        EventEdited,
-        EventDeleted,
-        FlushReplayed,
-    ],
+    UserCreated
+    | UserUpdated
+    | UserDeleted
+    | BlobInserted
+    | BlobDeleted
+    | FlushRequested
+    | ProfileEdited
+    | EventEdited
+    | EventDeleted
+    | FlushReplayed,
     Field(discriminator="kind"),
 ]
 MemoryFact = Annotated[
-    Union[
-        UserStored,
-        UserForgotten,
-        BlobStored,
-        BlobDropped,
-        BufferClosed,
-        ProfileSlotChanged,
-        EventRecorded,
-        EventDropped,
-        UsageRecorded,
-        EditApplied,
-        TaskFinished,
-        OwnerProgress,
-    ],
+    UserStored
+    | UserForgotten
+    | BlobStored
+    | BlobDropped
+    | BufferClosed
+    | ProfileSlotChanged
+    | EventRecorded
+    | EventDropped
+    | UsageRecorded
+    | EditApplied
+    | TaskFinished
+    | OwnerProgress,
     Field(discriminator="kind"),
 ]
-ProjectRecord = Annotated[Union[ProjectCreated, ProjectConfigSet], Field(discriminator="kind")]
+ProjectRecord = Annotated[ProjectCreated | ProjectConfigSet, Field(discriminator="kind")]
 
 
 def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:

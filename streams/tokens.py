@@ -6,8 +6,8 @@ here costs at most a constant. A piece ends at a whitespace/non-whitespace bound
 near, so counts match the whole-text encoding except, rarely, by a token at a piece boundary.
 """
 
+from collections.abc import Iterator
 from functools import lru_cache
-from typing import Iterator
 
 import tiktoken
 

@@ -8,8 +8,9 @@ where the settings are a dict or a callable of the module's LLM server, and the 
 subclass (``with_args``, because a mark called with one class or function decorates it)."""
 
 import itertools
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -17,10 +18,10 @@ from memstream.settings import Settings
 from memstream.stack import Stack
 from projections.store import Store, open_store
 from scripts.broker import LocalBroker, free_port
+from scripts.scripted_llm import ScriptedLLM
 from tests.support.client import Api
 from tests.support.history import make_history
 from tests.support.stack import TOKEN, started
-from scripts.scripted_llm import ScriptedLLM
 
 _counter = itertools.count()
 

@@ -9,7 +9,7 @@ query fails); ``data.search`` says which ran, each item's ``similarity`` holds i
 """
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
@@ -106,7 +106,7 @@ def within_tokens(events: list[Row], max_tokens: int) -> list[Row]:
 
 
 def _utc(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 async def _event_ids(request: web.Request) -> tuple[Deps, str, str, str]:

@@ -17,8 +17,8 @@ from api.envelope import ApiError, ok
 from projections.configs import get_config
 from projections.usage import daily_usage, tokens_since
 from projections.users import USER_ORDERS, list_users
-from streams.records import ProjectConfigSet, utc_now
 from streams.project_config import ConfigError, parse
+from streams.records import ProjectConfigSet, utc_now
 
 routes = web.RouteTableDef()
 

@@ -11,8 +11,8 @@ from api.deps import project_of, settled
 from api.endpoint import endpoint
 from api.envelope import not_found, ok
 from api.models import ChatModalResponse
-from streams.records import FlushOutcome
 from projections.tasks import get_task
+from streams.records import FlushOutcome
 
 routes = web.RouteTableDef()
 

@@ -17,10 +17,11 @@ import os
 import platform
 import signal
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any
 
 RESULTS = Path(__file__).with_name("results")
 
@@ -138,7 +139,7 @@ def main(
     """
     signal.signal(signal.SIGTERM, _interrupt)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     facts = machine()
     clock = time.monotonic()
     results = asyncio.run(run(args))

@@ -21,11 +21,12 @@ import random
 import re
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from api.routes.context import EVENT_CANDIDATES, WORKING_BLOBS
 from projections.events import recent_events

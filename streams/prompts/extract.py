@@ -23,9 +23,11 @@ Why it is shaped this way:
 import json
 from typing import Any
 
-from streams.records import ChatMessage
+from openai.types.chat import ChatCompletionMessageParam
+
 from streams.profile import Profile
 from streams.project_config import ProjectConfig, SubTopic
+from streams.records import ChatMessage
 
 ROLE = """You keep the long-term memory of one person, "the user", for an AI assistant.
 Read the new conversation and decide two things: which facts about the user the profile should
@@ -142,7 +144,7 @@ def system_prompt(config: ProjectConfig) -> str:
     return "\n\n".join(sections)
 
 
-def messages(chats: list[ChatMessage], profile: Profile, config: ProjectConfig) -> list[dict[str, str]]:
+def messages(chats: list[ChatMessage], profile: Profile, config: ProjectConfig) -> list[ChatCompletionMessageParam]:
     return [
         {"role": "system", "content": system_prompt(config)},
         {"role": "user", "content": USER.format(profile=render_profile(profile), chats=render_chats(chats))},

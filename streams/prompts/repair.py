@@ -7,11 +7,13 @@ first line of the JSON or pydantic error), and a request to answer again in the 
 original system prompt and schema stay in place, so nothing about the task changes.
 """
 
+from openai.types.chat import ChatCompletionMessageParam
+
 REPAIR = """Your answer could not be used: {problem}
 Answer again with one JSON object of the form asked for in the instructions, and nothing else."""
 
 
-def messages(request: list[dict[str, str]], answer: str, problem: str) -> list[dict[str, str]]:
+def messages(request: list[ChatCompletionMessageParam], answer: str, problem: str) -> list[ChatCompletionMessageParam]:
     """``request`` continued with the rejected ``answer`` and what is wrong with it."""
     return [
         *request,

@@ -23,9 +23,10 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
@@ -81,7 +82,7 @@ class Advance:
     """Commit the consumer's position if it moved."""
 
 
-Item = ConsumerRecord | JobAnswer | Tick | Advance
+Item: TypeAlias = ConsumerRecord | JobAnswer | Tick | Advance
 ProjectCheck = Callable[[str], Awaitable[bool]]
 CommittedOffset = Callable[[TopicPartition], Awaitable[int | None]]
 
@@ -165,7 +166,7 @@ class PartitionWorker:
         if self._loop is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._loop), grace + 30.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("owner partition %d: its last commit did not finish; stopping anyway", self.partition)
         for task in (self._ticker, self._loop):
             if task is not None:
@@ -219,7 +220,7 @@ class PartitionWorker:
                     timeout = None if self._closing_at is None else max(0.0, self._closing_at - time.monotonic())
                     try:
                         await asyncio.wait_for(self._wake.wait(), timeout)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         continue
                     self._wake.clear()
                 while self._items:
@@ -241,7 +242,7 @@ class PartitionWorker:
             log.error("owner partition %d stopped: %s: %s", self.partition, type(exc).__name__, exc)
 
     async def _handle(self, item: Item, batch: Batch) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if isinstance(item, JobAnswer):
             memory = self._users.get(item.user)
             if memory is None or item.generation != self._generation:

@@ -108,7 +108,7 @@ class OwnerStage:
         while True:
             try:
                 await asyncio.wait_for(self._changed.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._changed.clear()
             async with self._lock:
@@ -170,7 +170,7 @@ class OwnerStage:
                     if worker is not None and not worker.done:
                         worker.feed(records)
                     # else: the worker failed; the next one seeks back to the committed offset
-                for partition, worker in self.partitions.items():
+                for worker in self.partitions.values():
                     if not worker.done and worker.started and not batches.get(worker.tp):
                         worker.nudge()
         except asyncio.CancelledError:

@@ -6,7 +6,7 @@ could not be a second embedded store).
 """
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 

@@ -15,19 +15,19 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, TypeVar
-
+from typing import Any, TypeVar
 
 from memstream.settings import Settings
 from memstream.stack import Stack
 from projections.store import Store, open_store
 from scripts.broker import LocalBroker, free_port
 from scripts.clickhouse_front import ClickHouseFront
-from tests.support.stack import TOKEN
 from tests.support.client import Api, chat, new_user
 from tests.support.records import records_in_log
+from tests.support.stack import TOKEN
 
 LONG = os.environ.get("MEMSTREAM_DRILL_LONG", "") not in ("", "0")
 PROJECT = "default"  # the root token acts for it

@@ -17,8 +17,8 @@ changes nothing.
 """
 
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator
 
 import pytest
 

@@ -11,7 +11,7 @@ task that started has ended.
 """
 
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import TopicPartition

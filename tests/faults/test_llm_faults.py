@@ -21,11 +21,11 @@ from memstream.dead_letters import DeadLetterReplay, replay_dead_letters
 from memstream.settings import Settings
 from memstream.stack import Stack
 from projections.store import Store
+from scripts.scripted_llm import ScriptedLLM
 from streams.records import ProfileEdited
 from tests.faults.support import stored_blob_ids, task_statuses, tasks_balance
 from tests.support.client import Api, chat, eventually, new_user
 from tests.support.records import messages_in, partitions
-from scripts.scripted_llm import ScriptedLLM
 
 TIMEOUT = 0.5  # settings.llm_timeout
 STALL = "\x00stall"  # a scripted reply that comes only after the client gave up
@@ -197,7 +197,7 @@ async def test_replayed_flushes_complete_their_tasks_and_write_the_profile_once(
     for flush in flushes:
 
         async def completed() -> bool:
-            tasks = [await api.ok("GET", f"/tasks/{t}") for t in (flush.insert_task, flush.flush_task)]
+            tasks = [await api.ok("GET", f"/tasks/{t}") for t in (flush.insert_task, flush.flush_task)]  # noqa: B023 - awaited in this iteration
             return all(t["status"] == "completed" and t["error"] is None for t in tasks)
 
         await eventually(completed, what=f"the tasks of the {flush.fault} flush completed")

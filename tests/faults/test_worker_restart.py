@@ -20,16 +20,17 @@ import contextlib
 import json
 import re
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 from aiohttp import web
 
 from projections.store import Store
+from scripts.scripted_llm import ScriptedLLM
 from tests.faults.support import PROJECT, Drill, drill_stack, open_tasks, report, scaled, task_statuses
 from tests.support.client import chat, eventually, new_user
-from scripts.scripted_llm import ScriptedLLM
 
 USERS = int(scaled(3, 10))
 HOLD = 30.0  # seconds the held answer waits at most: the drill never hangs on it

@@ -54,7 +54,7 @@ async def _quick(name: str, out: Path) -> tuple[int, str]:
     )
     try:
         output, _ = await asyncio.wait_for(process.communicate(), TIMEOUT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         process.kill()
         await process.wait()
         raise

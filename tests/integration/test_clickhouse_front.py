@@ -3,9 +3,9 @@ through ``ServerStore``, against a chDB path that another process owns; reads mu
 embedded store gives for the same writes."""
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterator
 
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
@@ -33,13 +33,13 @@ from streams.records import (
     UserForgotten,
     UserStored,
 )
-from tests.support.stack import TOKEN
 from tests.support.client import Api, chat, eventually, new_user
+from tests.support.stack import TOKEN
 
 DATABASE = "memstream_front_test"
 USER, PASSWORD = "memstream", "front: secret"
 PROJECT = "default"
-AT = datetime(2025, 3, 4, 5, 6, 7, 891234, tzinfo=timezone.utc)
+AT = datetime(2025, 3, 4, 5, 6, 7, 891234, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")

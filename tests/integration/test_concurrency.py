@@ -8,7 +8,7 @@ a pipeline that extracts one flush at a time looks as fast as one that runs them
 import asyncio
 import time
 import uuid
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aiokafka.partitioner import murmur2
@@ -18,10 +18,10 @@ from memstream.settings import Settings
 from memstream.stack import Stack
 from projections.rows import USER_TABLES
 from projections.store import DatabaseView, Store
-from tests.support.stack import TOKEN, started
+from scripts.scripted_llm import ScriptedLLM
 from tests.support.client import Api, chat, eventually, new_user
 from tests.support.records import projected
-from scripts.scripted_llm import ScriptedLLM
+from tests.support.stack import TOKEN, started
 
 DELAY = 1.0
 PARTITIONS = 2

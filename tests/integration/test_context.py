@@ -8,11 +8,11 @@ from memobase import MemoBaseClient
 
 from api.context import WORKING_TITLE
 from memstream.stack import Stack
+from scripts.scripted_llm import ScriptedLLM
 from streams.tokens import count_tokens
-from tests.support.stack import TOKEN
 from tests.support.client import Api, chat, eventually, new_user
 from tests.support.memory import change, flush_with, rejected, seeded
-from scripts.scripted_llm import ScriptedLLM
+from tests.support.stack import TOKEN
 
 pytestmark = pytest.mark.stack_settings.with_args(
     lambda llm: {"llm_base_url": llm.base_url, "embedding_base_url": llm.base_url}

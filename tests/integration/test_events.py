@@ -15,13 +15,13 @@ from projections.events import event_text
 from projections.rows import ops_for
 from projections.store import Store
 from projections.writer import apply_ops
+from scripts.scripted_llm import ScriptedLLM, embed
 from streams.records import EventData, EventRecorded, ProjectConfigSet, utc_now
 from streams.tokens import count_tokens
-from tests.support.stack import TOKEN
 from tests.support.client import Api, new_user
 from tests.support.memory import events, record_event, search, tips
 from tests.support.records import publish
-from scripts.scripted_llm import ScriptedLLM, embed
+from tests.support.stack import TOKEN
 
 pytestmark = pytest.mark.stack_settings.with_args(
     lambda llm: {"llm_base_url": llm.base_url, "embedding_base_url": llm.base_url}

@@ -6,19 +6,20 @@ Records are published straight to the stack's topics under a project of each tes
 project config set by one test cannot change another's.
 """
 
-import pytest
-
 import json
 import struct
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
+import pytest
 
 from memstream.settings import Settings
 from memstream.stack import Stack
 from projections.store import Store
 from scripts.broker import free_port
+from scripts.scripted_llm import ScriptedLLM, embed
 from streams.records import (
     BlobInserted,
     BlobType,
@@ -30,10 +31,9 @@ from streams.records import (
     ProjectConfigSet,
     Record,
 )
-from tests.support.stack import started
 from tests.support.client import eventually
 from tests.support.records import ensure_project, parked_messages, publish
-from scripts.scripted_llm import ScriptedLLM, embed
+from tests.support.stack import started
 
 pytestmark = pytest.mark.stack_settings.with_args(
     lambda llm: {"llm_base_url": llm.base_url, "embedding_base_url": llm.base_url}
@@ -81,7 +81,7 @@ async def request_flush(stack: Stack, project: str, user: str, line: str) -> str
         task_id=str(uuid.uuid4()),
         blob_type=BlobType.chat,
         blob_data={"messages": [{"role": "user", "content": line}]},
-        created_at=datetime.now(timezone.utc),
+        created_at=datetime.now(UTC),
     )
     await send(stack, blob, FlushRequested(project_id=project, user_id=user, blob_type=BlobType.chat, task_id=task))
     return task
@@ -305,7 +305,7 @@ async def test_embedding_failure_fails_the_flush_like_an_llm_failure(
             user_id=user,
             event_id=str(uuid.uuid4()),
             event_data=EventData(event_tip="tea"),
-            created_at=datetime.now(timezone.utc),
+            created_at=datetime.now(UTC),
         )
         await send(failing, edited)
         letters = await eventually(lambda: dead_letters(failing.settings, 2), what="dead letters")

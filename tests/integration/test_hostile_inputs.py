@@ -5,11 +5,11 @@ Producers publishing straight to the ingest topic get the same bounds: what the 
 take goes to the dead letters with its reason, its task ends ``failed``, and the next record is
 processed."""
 
-import pytest
-
 import json
 import uuid
 from typing import Any
+
+import pytest
 
 from memstream.stack import Stack
 from streams.records import BlobInserted, BlobType, utc_now

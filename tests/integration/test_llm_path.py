@@ -1,14 +1,13 @@
 """Extraction through the real ``openai`` client against a scripted OpenAI-compatible server."""
 
-import pytest
-
 import json
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 
 from memstream.stack import Stack
-from tests.support.client import Api, chat, eventually, new_user
 from scripts.scripted_llm import ScriptedLLM
+from tests.support.client import Api, chat, eventually, new_user
 
 pytestmark = pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url, "llm_max_attempts": 2})
 

@@ -7,11 +7,11 @@ import pytest
 from memobase import MemoBaseClient
 
 from memstream.stack import Stack
-from streams.tokens import count_tokens
-from tests.support.stack import TOKEN
-from tests.support.client import Api, new_user
-from tests.support.memory import change, flush_with, rejected, profiles, seeded
 from scripts.scripted_llm import ScriptedLLM
+from streams.tokens import count_tokens
+from tests.support.client import Api, new_user
+from tests.support.memory import change, flush_with, profiles, rejected, seeded
+from tests.support.stack import TOKEN
 
 pytestmark = pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url})
 

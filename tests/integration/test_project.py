@@ -1,12 +1,12 @@
 """Project endpoints (profile config, users, usage, billing) and profile import, on a project of
 this module's own, with the scripted LLM (10 input and 5 output tokens per call)."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from datetime import datetime, timedelta, timezone
-
-from tests.support.client import Api, chat, eventually, new_user
 from scripts.scripted_llm import ScriptedLLM
+from tests.support.client import Api, chat, eventually, new_user
 
 PROJECT = "project-endpoints"
 pytestmark = pytest.mark.stack_settings.with_args(
@@ -81,7 +81,7 @@ async def test_users_listing_searches_orders_and_pages(api: Api) -> None:
 
 
 async def test_usage_and_billing_count_the_tokens_of_a_flush(api: Api, llm: ScriptedLLM) -> None:
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     billing_before = await api.ok("GET", "/project/billing")
     usage_before = await api.ok("GET", "/project/usage", params={"last_days": "3"})
     assert [d["date"] for d in usage_before] == [(today - timedelta(days=n)).isoformat() for n in (2, 1, 0)]

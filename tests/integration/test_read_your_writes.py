@@ -6,8 +6,8 @@ The Go SDK's wire format where it differs from the Python and JavaScript SDKs': 
 map itself, and ``max_token_size=0`` is sent whenever an options struct has no token limit.
 """
 
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterator
 
 import pytest
 
@@ -20,9 +20,9 @@ from scripts.broker import free_port
 from scripts.clickhouse_front import ClickHouseFront
 from scripts.scripted_llm import ScriptedLLM
 from streams.tokens import count_tokens
-from tests.support.stack import TOKEN
 from tests.support.client import Api, new_user
 from tests.support.memory import change, flush_with
+from tests.support.stack import TOKEN
 
 ROUNDS = 20
 # How long a write may take to become readable here: a user delete is a ClickHouse mutation per

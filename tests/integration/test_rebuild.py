@@ -3,7 +3,7 @@ for row; in place once the workers are stopped (the projection group then contin
 the replay stopped), or into a fresh database beside running workers."""
 
 import uuid
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import TopicPartition
@@ -16,9 +16,9 @@ from projections.rows import COLUMNS
 from projections.schema import TIME, schema_tables
 from projections.store import DatabaseView, Store
 from projections.writer import ProjectionWriter
-from tests.support.history import PROJECT, history_settings, log_size, table_rows
-from tests.support.client import Api, chat, eventually, new_user
 from scripts.scripted_llm import ScriptedLLM
+from tests.support.client import Api, chat, eventually, new_user
+from tests.support.history import PROJECT, history_settings, log_size, table_rows
 
 pytestmark = pytest.mark.stack_settings.with_args(history_settings)
 

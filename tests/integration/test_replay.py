@@ -1,7 +1,7 @@
 """Rebuild: replaying this stack's topics into a fresh database gives the live read models, row for row."""
 
 import uuid
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 

@@ -29,7 +29,8 @@ run goes to a thread while the loop keeps serving.
 import asyncio
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import hypothesis
 import pytest
@@ -48,8 +49,8 @@ from schemathesis.specs.openapi.checks import (
 
 from api.app import ROUTE_MODULES
 from memstream.stack import Stack
-from tests.support.stack import TOKEN
 from tests.support.client import chat
+from tests.support.stack import TOKEN
 
 WAIT_CAP = 1.0
 pytestmark = [

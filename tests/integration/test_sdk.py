@@ -4,17 +4,17 @@ extractor that ``memstream dev`` runs without an LLM."""
 
 import asyncio
 import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 from memobase import ChatBlob, MemoBaseClient
-from memobase.core.blob import DocBlob
-from memobase.core.blob import BlobType
+from memobase.core.blob import BlobType, DocBlob
 from memobase.error import ServerError
 
 from memstream.stack import Stack
-from tests.support.stack import TOKEN
 from tests.support.client import new_user
+from tests.support.stack import TOKEN
 
 T = TypeVar("T")
 

@@ -6,14 +6,15 @@ strings itself)."""
 
 import asyncio
 import time
-from typing import Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from memobase import AsyncMemoBaseClient, ChatBlob, MemoBaseClient
 from memobase.core.async_entry import AsyncUser
 
 from memstream.stack import Stack
-from tests.support.stack import TOKEN
 from tests.support.client import new_user
+from tests.support.stack import TOKEN
 
 T = TypeVar("T")
 
@@ -27,7 +28,7 @@ TEMPLATE = "ABOUT THE USER\n{profile_section}\nWHAT HAPPENED\n{event_section}"
 async def polled(call: Callable[[], Awaitable[T]], timeout: float = 20.0) -> T:
     """Ask again until the answer is there (bounded), as an app does with an async flush."""
     deadline = time.monotonic() + timeout
-    while not (result := await call()) and time.monotonic() < deadline:
+    while not (result := await call()) and time.monotonic() < deadline:  # noqa: ASYNC110 - polls the server
         await asyncio.sleep(0.1)
     return result
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from memstream.stack import Stack
-from tests.support.stack import TOKEN
 from tests.support.client import new_user
+from tests.support.stack import TOKEN
 
 JS = Path(__file__).parents[1] / "js"
 NODE = shutil.which("node")

@@ -10,10 +10,10 @@ from projections.rows import ops_for
 from projections.search import Criteria, search_events, search_gists
 from projections.store import Store
 from projections.writer import apply_ops
+from scripts.scripted_llm import ScriptedLLM
 from streams.records import EventData, EventDropped, EventGist, EventRecorded, ProfileDelta, utc_now
 from tests.support.client import Api, new_user
 from tests.support.memory import record_event, search, tips
-from scripts.scripted_llm import ScriptedLLM
 
 pytestmark = pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url})  # (no embedding endpoint)
 

@@ -1,14 +1,14 @@
 """Task status (MemOS style): running → completed | failed, read by id and by the MemOS form,
 and ``wait_timeout`` answering 504 while the task goes on."""
 
-import pytest
-
 import asyncio
 import time
+
+import pytest
 from aiohttp import web
 
-from tests.support.client import Api, chat, eventually, new_user
 from scripts.scripted_llm import ScriptedLLM
+from tests.support.client import Api, chat, eventually, new_user
 
 TEA = {"changes": [{"op": "add", "topic": "interest", "sub_topic": "likes", "content": "tea"}], "event_tip": "tea"}
 

@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from tests.support.client import Api, chat, eventually
 from scripts.scripted_llm import ScriptedLLM
+from tests.support.client import Api, chat, eventually
 
 
 def change(topic: str, sub_topic: str, content: str, op: str = "add") -> dict[str, str]:

@@ -3,7 +3,8 @@
 
 import json
 import re
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from yarl import URL
 

@@ -1,12 +1,13 @@
 """Publishing records straight to a stack's topics, for tests that drive the agents directly."""
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from memstream.settings import Settings
-from streams.records import COMMANDS, FACTS, PROJECT_RECORDS, Codec, ProjectCreated, Record, encode
 from streams.project_tokens import token_sha256
+from streams.records import COMMANDS, FACTS, PROJECT_RECORDS, Codec, ProjectCreated, Record, encode
 
 
 async def publish(settings: Settings, topic: str, *records: Record) -> None:

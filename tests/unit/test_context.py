@@ -1,6 +1,6 @@
 """Choosing profile slots and packing the context into its token budget (pure functions)."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -18,7 +18,7 @@ from api.profile_filters import ProfileFilter, profile_line, select_profiles, wo
 from api.token_budget import fit
 from streams.tokens import count_tokens
 
-AT = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+AT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def slot(topic: str, sub_topic: str, content: str = "x") -> dict:

@@ -3,13 +3,13 @@ extractor's re-ask and usage accounting against the scripted endpoint (no broker
 
 import pytest
 
-from streams.records import ChatMessage
+from scripts.scripted_llm import ScriptedLLM
 from streams.extraction import ExtractionFailed
 from streams.llm import LLMExtractor
 from streams.profile import Slot
 from streams.project_config import DEFAULT, parse
 from streams.prompts import extract as prompt
-from scripts.scripted_llm import ScriptedLLM
+from streams.records import ChatMessage
 
 CONFIG = parse("""
 language: French

@@ -3,9 +3,9 @@
 import pytest
 
 from streams.embeddings import EmbeddingFailed
-from streams.records import EventData, ProfileDelta, derived_id
 from streams.gists import gist_texts, searchable
 from streams.limits import Limits
+from streams.records import EventData, ProfileDelta, derived_id
 
 DATA = EventData(
     event_tip="Ann booked a trip to Rome. She leaves on 2026-05-02!\n- packs light\n2) wants a window seat\n\nShe booked a trip to Rome.",

@@ -1,14 +1,14 @@
 """A user's memory as records on the state topic: each step writes only what changed, each record
 is bounded, and restoring the records gives the memory back."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from streams.limits import Limits
 from streams.memory_state import changes, restore
 from streams.owner import Owner, UserMemory
 from streams.records import BlobInserted, BlobType, FlushRequested, ProfileEdited
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 OWNER = Owner(Limits(buffer_tokens=1000, buffer_bytes=8192, blob_bytes=8192), max_queued=10)
 
 

@@ -1,9 +1,9 @@
 """The owner's decisions, without a broker: windows, the per-user queue, deletes, refusals."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from streams.extraction import Usage
-from streams.jobs import EmbedEdit, Embedded, Extracted, ExtractFlush, JobFailed
+from streams.jobs import Embedded, EmbedEdit, Extracted, ExtractFlush, JobFailed
 from streams.limits import Limits
 from streams.owner import Owner, Step, UserMemory
 from streams.records import (
@@ -28,7 +28,7 @@ from streams.records import (
     derived_id,
 )
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 LIMITS = Limits(buffer_tokens=40, buffer_bytes=4096, buffer_messages=6, blob_bytes=4096, blob_messages=6)
 OWNER = Owner(LIMITS, max_queued=3)
 

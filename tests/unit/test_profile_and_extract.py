@@ -1,6 +1,6 @@
 """The profile fold, change planning and the offline extractor (no broker)."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from streams.extraction import Extraction, ProfileChange
 from streams.jobs import outcome_of
@@ -12,7 +12,7 @@ from streams.records import BlobType, BufferedBlob, BufferFlushed, ChatMessage, 
 from streams.slot_changes import plan_changes
 from streams.tokens import PIECE, count_tokens, truncate_to_tokens
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def change(op: str, content: str, at: datetime, created: datetime | None = None) -> ProfileSlotChanged:

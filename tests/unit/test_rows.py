@@ -1,11 +1,11 @@
 """Fact → row mapping (no broker, no ClickHouse)."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from projections.rows import COLUMNS, USER_TABLES, Insert, Statement, ops_for
 from streams.records import FACTS, BlobStored, BlobType, BufferClosed, TaskFinished, UserForgotten, encode
 
-AT = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+AT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def test_facts_round_trip_and_rows_are_deterministic_with_the_seq_as_version() -> None:

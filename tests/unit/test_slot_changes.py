@@ -1,16 +1,16 @@
 """Planning slot changes: strict mode for flushes, manual edits, and which tags an event keeps."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
+from streams.extraction import Extraction, ProfileChange
 from streams.jobs import keep_tags
 from streams.limits import Limits
-from streams.records import BlobType, BufferFlushed, EventTag, ProfileEdited, ProfileSlotChanged
-from streams.extraction import Extraction, ProfileChange
 from streams.profile import Profile, apply, slot_id
 from streams.project_config import DEFAULT, parse
+from streams.records import BlobType, BufferFlushed, EventTag, ProfileEdited, ProfileSlotChanged
 from streams.slot_changes import plan_changes, plan_edit
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 FLUSH = BufferFlushed(
     project_id="p", user_id="u", flush_id="f1", blob_type=BlobType.chat, reason="request", blobs=[], task_ids=[]
 )
