@@ -1,5 +1,6 @@
 """The ``memstream`` command: dev (everything local, one process), worker, api, migrate, project,
-rebuild (the read models from the log) and replay-dead-letters (parked flushes)."""
+rebuild (the read models from the log), replay-dead-letters (parked flushes) and schema (the
+producers' contract)."""
 
 import argparse
 import asyncio
@@ -14,6 +15,7 @@ from tqdm import tqdm
 from memstream.dead_letters import replay_dead_letters
 from memstream.projects_admin import ProjectExists, create_project
 from memstream.rebuild import RebuildRefused, rebuild
+from memstream.schema import SCHEMA_DIR, write_schema
 from memstream.settings import Settings
 from memstream.stack import Stack
 from projections.dead_letters import dead_letters_by_reason
@@ -185,6 +187,11 @@ async def run_project_create(name: str) -> int:
     return 0
 
 
+def run_schema(directory: Path) -> None:
+    changed = write_schema(directory)
+    print(f"wrote {', '.join(map(str, changed))}" if changed else f"{directory} is up to date")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="memstream", description="Long-term user memory over Kafka and ClickHouse.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -205,6 +212,10 @@ def main(argv: list[str] | None = None) -> None:
         "replay-dead-letters", help="send parked flushes back to extraction, once each (when the LLM answers again)"
     )
     commands.add_parser("status", help="each consumer group's lag per partition, and the dead letters by reason")
+    schema_cmd = commands.add_parser(
+        "schema", help="write the JSON Schema of the records producers may publish on the ingest topic"
+    )
+    schema_cmd.add_argument("--out", type=Path, default=SCHEMA_DIR, help=f"directory to write (default {SCHEMA_DIR})")
     project_cmd = commands.add_parser("project", help="manage projects").add_subparsers(dest="action", required=True)
     project_create = project_cmd.add_parser("create", help="create a project and print its token sk-<project>-<secret>")
     project_create.add_argument("name")
@@ -226,5 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(run_replay_dead_letters())
     elif args.command == "status":
         asyncio.run(run_status())
+    elif args.command == "schema":
+        run_schema(args.out)
     else:
         asyncio.run(run_migrate())

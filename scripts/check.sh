@@ -3,7 +3,7 @@
 # Runs every check and fails if any of them failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PATHS=(memstream streams projections api scripts tests)
+PATHS=(memstream streams projections api scripts tests examples)
 failed=0
 .venv/bin/ruff format --check "${PATHS[@]}" || failed=1
 .venv/bin/ruff check "${PATHS[@]}" || failed=1
