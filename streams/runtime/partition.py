@@ -273,7 +273,12 @@ class PartitionWorker:
             return
         key = user_key(command.project_id, command.user_id).decode()
         memory = self._users.get(key) or UserMemory(command.project_id, command.user_id)
-        if not await self._project_known(command.project_id):
+        if message.key != command.key:
+            # Another key may land in another partition, where this user's memory is not: refused,
+            # so that a user's records are only ever applied in order, in one place.
+            reason = f"its key {message.key!r} is not its user's {command.key!r} (project_id:user_id)"
+            step = self._owner.refuse(memory, command, reason, now)
+        elif not await self._project_known(command.project_id):
             step = self._owner.refuse(memory, command, f"project {command.project_id!r} does not exist", now)
         else:
             try:

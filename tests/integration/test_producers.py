@@ -1,7 +1,7 @@
 """Producers that publish to the ingest topic themselves (docs/producers.md): the example producer
 runs against the real stack and its conversation becomes a profile read through the API; what it
 sends is what the committed schema describes; a project that does not exist ends in the dead
-letters and failed tasks, and stops no one else.
+letters and failed tasks, and stops no one else; so does a record keyed other than its user.
 
 Malformed and oversized records published straight to the ingest topic are covered by
 ``test_hostile_inputs.test_records_a_producer_publishes_that_cannot_be_taken_go_to_the_dead_letters``."""
@@ -14,14 +14,15 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from api.models import new_blob
 from api.positions import partition_of
 from memstream.schema import INGEST_FILE, SCHEMA_DIR
 from memstream.stack import Stack
 from projections.store import Store
 from projections.tasks import get_task
-from streams.records import COMMANDS
+from streams.records import COMMANDS, BlobType, encode
 from tests.support.client import Api, eventually, new_user
-from tests.support.records import messages_in, parked_messages
+from tests.support.records import messages_in, parked_messages, publish_raw
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "produce_chats.py"
@@ -118,3 +119,19 @@ async def test_a_project_that_does_not_exist_is_dead_lettered_and_its_tasks_fail
         task = await eventually(lambda t=task_id: failed(t), what="the task failed")
         assert task["error"] == "project 'no_such_project' does not exist"
     await all_completed(api, await produce(stack, "default", new_user()))  # and nothing else stopped
+
+
+async def test_a_record_keyed_other_than_its_user_is_refused(api: Api, stack: Stack) -> None:
+    user = new_user()
+    record = new_blob("default", user, BlobType.chat, {"messages": [{"role": "user", "content": "Hi, I am Zoe."}]})
+    await publish_raw(stack.settings, stack.settings.topic_ingest, user, encode(record))  # the user id alone
+
+    async def parked() -> str | None:
+        found = [
+            m for m in await parked_messages(stack.settings) if json.loads(m.value)["record_id"] == record.record_id
+        ]
+        return dict(found[0].headers)["error"].decode() if found else None
+
+    reason = await eventually(parked, what="the record in the dead letters")
+    assert reason == f"its key {user.encode()!r} is not its user's {record.key!r} (project_id:user_id)"
+    assert await eventually(lambda: task_status(api, record.task_id), what="its task") == "failed"
