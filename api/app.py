@@ -6,10 +6,37 @@ from api import openapi
 from api.auth import auth_middleware
 from api.deps import DEPS, Deps
 from api.envelope import envelope_middleware
-from api.routes import blobs, buffer, context, events, health, imports, profiles, project, status, tasks, users
+from api.routes import (
+    blobs,
+    buffer,
+    context,
+    events,
+    health,
+    imports,
+    memos,
+    profiles,
+    project,
+    status,
+    tasks,
+    users,
+)
 from streams.projects import ProjectDirectory
 
-ROUTE_MODULES = (health, openapi, status, users, blobs, buffer, imports, profiles, events, context, project, tasks)
+ROUTE_MODULES = (
+    health,
+    openapi,
+    status,
+    users,
+    blobs,
+    buffer,
+    imports,
+    profiles,
+    events,
+    context,
+    project,
+    tasks,
+    memos,
+)
 
 
 def create_app(deps: Deps, directory: ProjectDirectory) -> web.Application:

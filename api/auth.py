@@ -1,4 +1,5 @@
-"""Bearer-token auth. The root token acts for the default project; a project token
+"""Bearer-token auth (``Authorization: Bearer <token>``; under MemOS's prefix also ``Token <token>``,
+as MemOS clients send it). The root token acts for the default project; a project token
 ``sk-<project>-<secret>`` acts for its project, checked against the SHA-256 the project
 directory holds. Every handler reads the project from the request, never from input, so one
 project cannot name another's data. Healthcheck and the OpenAPI document are open."""
@@ -8,7 +9,7 @@ import hmac
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from api.envelope import ApiError, error_response
+from api.envelope import MEMOS_PREFIX, ApiError
 from streams.project_tokens import project_of_token, token_sha256
 from streams.projects import ProjectDirectory
 
@@ -36,11 +37,13 @@ def auth_middleware(root_token: str, default_project: str, directory: ProjectDir
         if request.path in OPEN_PATHS:
             return await handler(request)
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return error_response(ApiError(401, "missing token: send 'Authorization: Bearer <token>'", http_status=401))
+        memos = request.path.startswith(MEMOS_PREFIX)
+        if scheme.lower() not in (("bearer", "token") if memos else ("bearer",)) or not token.strip():
+            wanted = "Token <token>" if memos else "Bearer <token>"
+            raise ApiError(401, f"missing token: send 'Authorization: {wanted}'", http_status=401)
         project = await project_for(token.strip())
         if project is None:
-            return error_response(ApiError(401, "invalid token", http_status=401))
+            raise ApiError(401, "invalid token", http_status=401)
         request[PROJECT] = project
         request[ROOT] = hmac.compare_digest(token.strip().encode(), expected_root)
         return await handler(request)

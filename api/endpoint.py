@@ -36,6 +36,7 @@ class Endpoint:
     data: Any = None  # the type of ``data`` on success (None: null)
     envelope: bool = True  # False: the answer is ``data`` itself (only the OpenAPI document)
     root_only: bool = False  # answered 403 unless the token is the root token
+    memos: bool = False  # the answer is MemOS's envelope {code, data, message} (routes under MEMOS_PREFIX)
 
 
 def endpoint(
@@ -47,8 +48,9 @@ def endpoint(
     data: Any = None,
     envelope: bool = True,
     root_only: bool = False,
+    memos: bool = False,
 ) -> Callable[[Callable[..., Awaitable[web.StreamResponse]]], Handler]:
-    spec = Endpoint(summary, query, body, body_required, data, envelope, root_only)
+    spec = Endpoint(summary, query, body, body_required, data, envelope, root_only, memos)
 
     def wrap(handler: Callable[..., Awaitable[web.StreamResponse]]) -> Handler:
         @functools.wraps(handler)

@@ -5,6 +5,10 @@
   set — Memobase's SDK raises on ``errno`` and ``get_or_create_user`` relies on exactly that
 - missing/wrong token: HTTP 401; unparsable body or query: HTTP 422 naming the field
 - broker or ClickHouse unreachable: HTTP 503; anything unexpected: HTTP 500, no stack trace
+
+Under ``MEMOS_PREFIX`` (MemOS's product API) the same errors, at the same HTTP statuses, come in
+MemOS's envelope instead: ``{"code": 0, "data": …, "message": "ok"}`` on success, ``code`` = the
+errno above and ``message`` = the errmsg on an error.
 """
 
 import json
@@ -20,6 +24,7 @@ from pydantic import ValidationError
 from projections.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
+MEMOS_PREFIX = "/api/openmem/v1/"
 
 
 class ApiError(Exception):
@@ -65,6 +70,16 @@ def error_response(exc: ApiError) -> web.Response:
     return web.json_response(body, status=exc.http_status, dumps=_dumps)
 
 
+def memos_ok(data: Any) -> web.Response:
+    """Success in MemOS's envelope."""
+    return web.json_response({"code": 0, "data": data, "message": "ok"}, dumps=_dumps)
+
+
+def memos_error_response(exc: ApiError) -> web.Response:
+    body = {"code": exc.errno, "data": None, "message": exc.errmsg, **exc.extra}
+    return web.json_response(body, status=exc.http_status, dumps=_dumps)
+
+
 def describe_validation(exc: ValidationError, prefix: str = "") -> str:
     parts = []
     for err in exc.errors()[:5]:
@@ -78,26 +93,27 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    render = memos_error_response if request.path.startswith(MEMOS_PREFIX) else error_response
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc)
+        return render(exc)
     except ValidationError as exc:
-        return error_response(invalid(describe_validation(exc)))
+        return render(invalid(describe_validation(exc)))
     except StoreUnavailable as exc:
         log.warning("ClickHouse unavailable: %s", exc)
-        return error_response(unavailable("storage is unavailable, try again shortly"))
+        return render(unavailable("storage is unavailable, try again shortly"))
     except web.HTTPRequestEntityTooLarge as exc:
-        return error_response(ApiError(413, f"body: too large ({exc.text})", http_status=413))
+        return render(ApiError(413, f"body: too large ({exc.text})", http_status=413))
     except web.RequestPayloadError:
-        response = error_response(invalid("body: cannot be read as sent (does it match its Content-Encoding?)"))
+        response = render(invalid("body: cannot be read as sent (does it match its Content-Encoding?)"))
         response.force_close()  # what is left of the body cannot be read either: end the connection after answering
         return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(ApiError(exc.status, exc.reason, http_status=exc.status))
+        return render(ApiError(exc.status, exc.reason, http_status=exc.status))
     except Exception:  # noqa: BLE001 - last resort: log it, never leak a stack trace
         incident = uuid.uuid4().hex[:12]
         log.exception("unhandled error %s on %s %s", incident, request.method, request.path)
-        return error_response(ApiError(500, f"internal error (incident {incident})", http_status=500))
+        return render(ApiError(500, f"internal error (incident {incident})", http_status=500))

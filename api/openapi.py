@@ -8,7 +8,9 @@ token, at ``GET /api/v1/openapi.json``.
 - responses: HTTP 200 is the envelope, either success (``errno`` 0, the declared ``data``) or a
   domain error (``errno`` ≠ 0, ``data`` null: not found, conflict, timeout…); 401, 413, 422 and
   503 are the error envelope;
-- security: bearer, except on ``api.auth.OPEN_PATHS``.
+- security: bearer, except on ``api.auth.OPEN_PATHS``;
+- MemOS's routes (``memos=True``, under ``/api/openmem/v1``) answer MemOS's envelope
+  ``{code, data, message}`` instead, errors included, and take ``Token <key>`` as well as bearer.
 
 Building fails when a route has no declaration or a path parameter ``PATH_PARAMS`` does not
 know, so a new route cannot go undocumented.
@@ -27,16 +29,24 @@ from api.params import PATH_PARAMS
 
 DOCUMENT = web.AppKey("openapi", dict)
 REF = "#/components/schemas/{model}"
-_ERROR: dict[str, Any] = {
-    "type": "object",
-    "required": ["data", "errno", "errmsg"],
-    "properties": {
-        "data": {"type": "null"},
-        "errno": {"type": "integer"},
-        "errmsg": {"type": "string"},
-        "task_id": {"type": "string", "description": "the task concerned (wait timed out, task failed)"},
-    },
-}
+
+
+def _error(code: str, message: str, domain: bool = False) -> dict[str, Any]:
+    """An error envelope whose number is ``code`` and text ``message``; ``domain``: the number is never 0."""
+    return {
+        "type": "object",
+        "required": ["data", code, message],
+        "properties": {
+            "data": {"type": "null"},
+            code: {"type": "integer", **({"not": {"const": 0}} if domain else {})},
+            message: {"type": "string"},
+            "task_id": {"type": "string", "description": "the task concerned (wait timed out, task failed)"},
+        },
+    }
+
+
+# The component name prefix and the (number, text) fields of each envelope.
+_ENVELOPES = {"": ("errno", "errmsg"), "Memos": ("code", "message")}
 _ERRORS = {
     "401": "Missing or wrong bearer token",
     "403": "The call needs the root token",
@@ -104,15 +114,17 @@ def _parameters(path: str, query: dict[str, Any] | None, components: dict[str, A
 def _responses(spec: Endpoint, data: dict[str, Any] | None, is_open: bool) -> dict[str, Any]:
     if not spec.envelope:
         return {"200": {"description": spec.summary, "content": {"application/json": {"schema": {"type": "object"}}}}}
+    prefix = "Memos" if spec.memos else ""
+    code, message = _ENVELOPES[prefix]
     success = {
         "type": "object",
-        "required": ["data", "errno", "errmsg"],
-        "properties": {"data": data or {"type": "null"}, "errno": {"const": 0}, "errmsg": {"type": "string"}},
+        "required": ["data", code, message],
+        "properties": {"data": data or {"type": "null"}, code: {"const": 0}, message: {"type": "string"}},
     }
-    domain_error = {"$ref": REF.format(model="DomainError")}
+    domain_error = {"$ref": REF.format(model=f"{prefix}DomainError")}
     answers = {
         "200": {
-            "description": "Success, or a domain error (errno ≠ 0, data null)",
+            "description": f"Success, or a domain error ({code} ≠ 0, data null)",
             "content": {"application/json": {"schema": {"anyOf": [success, domain_error]}}},
         }
     }
@@ -124,7 +136,7 @@ def _responses(spec: Endpoint, data: dict[str, Any] | None, is_open: bool) -> di
         "503": True,
     }  # 422: any query string
     answers.update(
-        {status: {"$ref": f"#/components/responses/E{status}"} for status, needed in wanted.items() if needed}
+        {status: {"$ref": f"#/components/responses/{prefix}E{status}"} for status, needed in wanted.items() if needed}
     )
     return answers
 
@@ -145,11 +157,9 @@ def build_document(app: web.Application) -> dict[str, Any]:
         builder.add((path, route.method, "data"), spec.data, "serialization")
         operations.append((path, route, spec))
     schemas, components = builder.render()
-    components["Error"] = _ERROR
-    components["DomainError"] = {
-        **_ERROR,
-        "properties": {**_ERROR["properties"], "errno": {"type": "integer", "not": {"const": 0}}},
-    }
+    for prefix, (code, message) in _ENVELOPES.items():
+        components[f"{prefix}Error"] = _error(code, message)
+        components[f"{prefix}DomainError"] = _error(code, message, domain=True)
 
     paths: dict[str, dict[str, Any]] = {}
     for path, route, spec in operations:
@@ -168,6 +178,8 @@ def build_document(app: web.Application) -> dict[str, Any]:
         is_open = path in OPEN_PATHS
         if is_open:
             operation["security"] = []
+        elif spec.memos:
+            operation["security"] = [{"token": []}, {"bearer": []}]
         operation["responses"] = _responses(spec, schemas.get((path, method, "data")), is_open)
         paths.setdefault(path, {})[method.lower()] = operation
     for _, _, spec in operations:  # query models live on as parameters, not as schemas
@@ -179,20 +191,30 @@ def build_document(app: web.Application) -> dict[str, Any]:
             "title": "Memstream",
             "version": version("memstream"),
             "description": "Long-term user memory for LLM apps, speaking the Memobase v1 HTTP API. "
-            "Every answer except this document is the envelope {data, errno, errmsg}; "
+            "Every answer except this document is the envelope {data, errno, errmsg}, but under "
+            "/api/openmem/v1 (MemOS's product API) it is MemOS's {code, data, message}; "
             "unknown query parameters are ignored.",
         },
         "paths": paths,
         "components": {
             "schemas": components,
             "responses": {
-                f"E{status}": {
+                f"{prefix}E{status}": {
                     "description": text,
-                    "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}},
+                    "content": {"application/json": {"schema": {"$ref": REF.format(model=f"{prefix}Error")}}},
                 }
+                for prefix in _ENVELOPES
                 for status, text in _ERRORS.items()
             },
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "token": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "'Token <key>', as MemOS clients send it (the same tokens as bearer)",
+                },
+            },
         },
         "security": [{"bearer": []}],
     }

@@ -57,6 +57,13 @@ async def recent_events(
     return event_rows(rows)
 
 
+async def count_events(store: Store, project_id: str, user_id: str) -> int:
+    rows = await store.query(
+        f"SELECT count() AS n FROM {store.database}.events FINAL WHERE {USER_SCOPE}", scope(project_id, user_id)
+    )
+    return int(rows[0]["n"])
+
+
 async def events_with_tags(
     store: Store, project_id: str, user_id: str, *, tags: list[str], tag_pairs: list[str], topk: int
 ) -> list[Row]:

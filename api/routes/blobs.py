@@ -7,14 +7,14 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from api import params
-from api.deps import deps, project_of, settled, write_readable
+from api.deps import Deps, deps, project_of, settled, write_readable
 from api.endpoint import endpoint
 from api.envelope import not_found, ok
 from api.models import Accepted, Ids, InsertBlobBody, WaitQuery, bounded, new_blob
 from api.outcomes import task_outcome
 from api.waiter import within
 from projections.blobs import get_blob, list_blob_ids
-from streams.records import BUFFERED_BLOB_TYPES, BlobDeleted, BlobType
+from streams.records import BUFFERED_BLOB_TYPES, BlobDeleted, BlobInserted, BlobType
 
 routes = web.RouteTableDef()
 
@@ -47,14 +47,20 @@ async def insert_blob(request: web.Request, query: WaitQuery, body: InsertBlobBo
     if not query.wait_process:
         await d.producer.send(d.settings.topic_ingest, record)
         return ok(answer)
+    results = await insert_processed(d, record, timeout)
+    return ok({**answer, "chat_results": results or []})
+
+
+async def insert_processed(d: Deps, record: BlobInserted, timeout: float) -> list[dict] | None:
+    """Send the insert and wait for what it started: the extraction's results when the blob was
+    processed (or closed its chat window), None when it is stored and waits in its buffer (readable)."""
     async with d.waiter.expect(record.task_id) as expected:
         await d.producer.send(d.settings.topic_ingest, record)
         stored = await within(expected.stored, timeout, record.task_id)
         if stored.fact.flush_id is None and stored.fact.blob_type in BUFFERED_BLOB_TYPES:
             await d.consistency.until_projected(stored.partition, stored.offset, f"blob {record.blob_id}")
-            return ok({**answer, "chat_results": []})
-        results = await task_outcome(d, record.task_id, expected.finished, timeout)
-    return ok({**answer, "chat_results": results})
+            return None
+        return await task_outcome(d, record.task_id, expected.finished, timeout)
 
 
 @routes.get("/api/v1/blobs/{user_id}/{blob_id}")
@@ -74,11 +80,15 @@ async def read_blob(request: web.Request) -> web.Response:
 async def delete_blob(request: web.Request) -> web.Response:
     """Always sent: the blob may be in the log and not yet readable. Returns once it is gone."""
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    blob_id = params.path(request, "blob_id")
+    await forget_blob(d, project, user_id, params.path(request, "blob_id"))
+    return ok()
+
+
+async def forget_blob(d: Deps, project: str, user_id: str, blob_id: str) -> None:
+    """Delete the blob; returns once it is gone from the read models."""
     await write_readable(
         d, BlobDeleted(project_id=project, user_id=user_id, blob_id=blob_id), f"the delete of blob {blob_id}"
     )
-    return ok()
 
 
 @routes.get("/api/v1/users/blobs/{user_id}/{blob_type}")

@@ -7,13 +7,13 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from api import params
-from api.deps import deps, project_of, settled
+from api.deps import Deps, deps, project_of, settled
 from api.endpoint import endpoint
 from api.envelope import ok
 from api.models import ChatModalResponse, Ids, WaitQuery
 from api.outcomes import task_outcome
 from projections.buffer import STATUSES, blob_ids_with_status
-from streams.records import FlushRequested
+from streams.records import BlobType, FlushRequested
 
 routes = web.RouteTableDef()
 
@@ -28,16 +28,23 @@ class BufferStatusQuery(BaseModel):
 )
 async def flush_buffer(request: web.Request, query: WaitQuery) -> web.Response:
     d, project, user_id = deps(request), project_of(request), params.user_id(request)
-    record = FlushRequested(
-        project_id=project, user_id=user_id, blob_type=params.blob_type(request), task_id=str(uuid.uuid4())
-    )
+    record = flush_of(project, user_id, params.blob_type(request))
     if not query.wait_process:
         await d.producer.send(d.settings.topic_ingest, record)
         return ok([], task_id=record.task_id)
+    results = await flush_processed(d, record, query.timeout(d.settings.wait_timeout))
+    return ok(results, task_id=record.task_id)
+
+
+def flush_of(project: str, user_id: str, blob_type: BlobType) -> FlushRequested:
+    return FlushRequested(project_id=project, user_id=user_id, blob_type=blob_type, task_id=str(uuid.uuid4()))
+
+
+async def flush_processed(d: Deps, record: FlushRequested, timeout: float) -> list[dict]:
+    """Send the flush and return its extraction's results once a read shows them."""
     async with d.waiter.expect(record.task_id) as expected:
         await d.producer.send(d.settings.topic_ingest, record)
-        results = await task_outcome(d, record.task_id, expected.finished, query.timeout(d.settings.wait_timeout))
-    return ok(results, task_id=record.task_id)
+        return await task_outcome(d, record.task_id, expected.finished, timeout)
 
 
 @routes.get("/api/v1/users/buffer/capacity/{user_id}/{blob_type}")

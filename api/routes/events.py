@@ -225,10 +225,15 @@ async def update_event(request: web.Request, body: EventPatch) -> web.Response:
 async def delete_event(request: web.Request) -> web.Response:
     d, project, user_id, event_id = await _event_ids(request)
     event = await _existing_event(d, project, user_id, event_id)
-    gists = await gist_ids(d.store, project, user_id, event["id"])
-    record = EventDeleted(project_id=project, user_id=user_id, event_id=event["id"], gist_ids=gists)
-    await edit_readable(d, record, f"the delete of event {event_id}")
+    await forget_event(d, project, user_id, event["id"])
     return ok()
+
+
+async def forget_event(d: Deps, project: str, user_id: str, event_id: str) -> None:
+    """Delete an event (the id of a live one) and its gists; returns once they are gone."""
+    gists = await gist_ids(d.store, project, user_id, event_id)
+    record = EventDeleted(project_id=project, user_id=user_id, event_id=event_id, gist_ids=gists)
+    await edit_readable(d, record, f"the delete of event {event_id}")
 
 
 @routes.get("/api/v1/users/event_tags/search/{user_id}")

@@ -186,10 +186,15 @@ async def delete_profile(request: web.Request) -> web.Response:
     project, user_id = project_of(request), params.user_id(request)
     profile_id = params.path(request, "profile_id")
     d = await settled(request, user_id)
-    record = ProfileEdited(project_id=project, user_id=user_id, op="delete", profile_id=profile_id)
-    if (await _edit(d, record, f"the delete of profile {profile_id}")).outcome == "ignored":
+    if not await forget_slot(d, project, user_id, profile_id):
         raise not_found(f"profile {profile_id}")
     return ok()
+
+
+async def forget_slot(d: Deps, project: str, user_id: str, profile_id: str) -> bool:
+    """Delete a slot in the user's turn; returns once it is gone, False when there was no such slot."""
+    record = ProfileEdited(project_id=project, user_id=user_id, op="delete", profile_id=profile_id)
+    return (await _edit(d, record, f"the delete of profile {profile_id}")).outcome != "ignored"
 
 
 @routes.get("/api/v1/users/profile/{user_id}/{profile_id}/history")

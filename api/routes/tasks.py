@@ -31,12 +31,18 @@ class Task(BaseModel):
     updated_at: datetime
 
 
-async def task_answer(request: web.Request, task_id: str) -> web.Response:
-    """A task names no user, so the answer waits for the read models to hold every partition's writes."""
+async def find_task(request: web.Request, task_id: str) -> dict:
+    """The project's task, errno 404 when it has none of that id. A task names no user, so this
+    waits for the read models to hold every partition's writes."""
     d = await settled(request)
     task = await get_task(d.store, project_of(request), task_id)
     if task is None:
         raise not_found(f"task {task_id}")
+    return task
+
+
+async def task_answer(request: web.Request, task_id: str) -> web.Response:
+    task = await find_task(request, task_id)
     results = [ChatModalResponse.of(FlushOutcome.model_validate(o)).model_dump() for o in task["results"]]
     return ok({**task, "results": results})
 

@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from api import params
-from api.deps import project_of, settled, write_readable
+from api.deps import Deps, project_of, settled, write_readable
 from api.endpoint import endpoint
 from api.envelope import ApiError, not_found, ok
 from api.models import Id, UserBody, UserDataBody, bounded
@@ -67,9 +67,14 @@ async def update_user(request: web.Request, body: UserDataBody) -> web.Response:
 async def delete_user(request: web.Request) -> web.Response:
     """Always sent (the user may be in the log and not yet readable); returns once they are gone."""
     project, user_id = project_of(request), params.user_id(request)
-    d = await settled(request, user_id)
-    existed = await get_user(d.store, project, user_id) is not None
-    await write_readable(d, UserDeleted(project_id=project, user_id=user_id), f"the delete of user {user_id}")
-    if not existed:
+    if not await forget_user(await settled(request, user_id), project, user_id):
         raise not_found(f"user {user_id}")
     return ok()
+
+
+async def forget_user(d: Deps, project: str, user_id: str) -> bool:
+    """Delete the user and everything about them (``d`` settled for the user); returns once they
+    are gone, True when the users table had them."""
+    existed = await get_user(d.store, project, user_id) is not None
+    await write_readable(d, UserDeleted(project_id=project, user_id=user_id), f"the delete of user {user_id}")
+    return existed

@@ -10,6 +10,10 @@ the bearer token and must pass:
 - ``ignored_auth``: the same request without the token is a 401;
 - ``negative_data_rejection`` (negative mode): what the document forbids is a 4xx.
 
+MemOS's routes (``/api/openmem/v1``) are fuzzed the same way: the document declares their
+envelope ``{code, data, message}``, and they take the bearer token as well as ``Token``; the
+successful walk reads ``code`` where a route has no ``errno``.
+
 Not used: ``positive_data_acceptance`` — values the document allows can still be domain errors
 (errno 404 for an unknown id) or fail a check no schema states (a template without
 placeholders, ``tag_values`` without ``=``), all answered HTTP 200 or 422 by design.
@@ -149,7 +153,8 @@ def _flow(schema: schemathesis.BaseSchema, base: str) -> set[tuple[str, str]]:
             response = session.request(method, base + template.format(**(values or {})), timeout=30, **kwargs)
             schema[template][method].validate_response(response)
             body = response.json()
-            done = body.get("errno", 0) == 0 and (ready is None or ready(body["data"]))
+            code = body.get("errno", body.get("code", 0))  # MemOS's routes answer {code, data, message}
+            done = code == 0 and (ready is None or ready(body["data"]))
             if done or ready is None or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
@@ -210,6 +215,18 @@ def _flow(schema: schemathesis.BaseSchema, base: str) -> set[tuple[str, str]]:
     call("GET", "/api/v1/project/users", params={"search": "Ada"}, ready=some("users"))
     call("GET", "/api/v1/project/usage")
     call("GET", "/api/v1/project/billing")
+    memos = "/api/openmem/v1"
+    m = {"user_id": u["user_id"], "conversation_id": "c1", "messages": [{"role": "user", "content": "I sail"}]}
+    added = call("POST", f"{memos}/add/message", json=m)
+    call("POST", f"{memos}/get/status", json={"task_id": added["task_id"]})
+    call(
+        "POST",
+        f"{memos}/search/memory",
+        json={"user_id": u["user_id"], "query": "sail"},
+        ready=some("memory_detail_list"),
+    )
+    page = call("POST", f"{memos}/get/memory", json={"user_id": u["user_id"]}, ready=some("memory_detail_list"))
+    call("POST", f"{memos}/delete/memory", json={"memory_ids": [page["memory_detail_list"][0]["id"]]})
     call("DELETE", "/api/v1/users/event/{user_id}/{event_id}", e)
     call("DELETE", "/api/v1/blobs/{user_id}/{blob_id}", b)
     call("DELETE", "/api/v1/users/{user_id}", u)
