@@ -6,6 +6,7 @@ from api import openapi
 from api.auth import auth_middleware
 from api.deps import DEPS, Deps
 from api.envelope import envelope_middleware
+from api.metrics import METRICS_PATH, metrics_endpoint, metrics_middleware
 from api.routes import (
     blobs,
     buffer,
@@ -44,7 +45,11 @@ def create_app(deps: Deps, directory: ProjectDirectory) -> web.Application:
     if not settings.root_token:
         raise ValueError("MEMSTREAM_ROOT_TOKEN must be set for the API")
     app = web.Application(
-        middlewares=[envelope_middleware, auth_middleware(settings.root_token, settings.default_project, directory)],
+        middlewares=[
+            metrics_middleware(deps.metrics),
+            envelope_middleware,
+            auth_middleware(settings.root_token, settings.default_project, directory),
+        ],
         client_max_size=settings.max_body_bytes,
         # The request line carries the query (the Memobase SDK puts chats in ``chats_str``): allow it
         # what a body is allowed, past aiohttp's 8 KiB default, whose overflow it answers in plain text.
@@ -54,4 +59,5 @@ def create_app(deps: Deps, directory: ProjectDirectory) -> web.Application:
     for module in ROUTE_MODULES:
         app.add_routes(module.routes)
     app[openapi.DOCUMENT] = openapi.build_document(app)
+    app.router.add_get(METRICS_PATH, metrics_endpoint)  # after the document: Prometheus text, not the API
     return app

@@ -11,6 +11,7 @@ from api.envelope import ApiError
 from api.positions import Consistency
 from api.producer import Producer
 from api.waiter import TaskWaiter, within
+from memstream.metrics import Metrics
 from memstream.settings import Settings
 from projections.store import Store
 from streams.embeddings import Embedder
@@ -26,6 +27,7 @@ class Deps:
     consistency: Consistency
     embedder: Embedder | None  # None: search ranks by words
     health: Callable[[], list[str]]  # why the process's parts are not working; empty when they are
+    metrics: Metrics  # this process's registry (GET /metrics)
 
 
 DEPS = web.AppKey("deps", Deps)

@@ -122,6 +122,12 @@ class Settings(BaseSettings):
         None,
         description="Names this API process among others (unique per process, the same across its restarts); default host-port.",
     )
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Port of `memstream worker`'s own `GET /metrics` (on MEMSTREAM_HOST, no token); unset: none, `0`: any free port. The API serves its metrics at `/metrics` behind the root token.",
+    )
     wait_timeout: float = Field(60.0, description="Default seconds `wait_process=true` waits for a task.")
     read_your_writes_timeout: float = Field(
         5.0,

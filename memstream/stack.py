@@ -15,7 +15,10 @@ from api.deps import Deps
 from api.positions import Consistency, LogEnds, Positions
 from api.producer import Producer
 from api.waiter import TaskWaiter
+from memstream import metrics
+from memstream.metrics import Metrics
 from memstream.settings import Settings
+from projections.dead_letters import dead_letters_by_reason
 from projections.schema import migrate
 from projections.store import Store
 from projections.writer import ProjectionWriter
@@ -23,10 +26,12 @@ from streams.embeddings import Embedder, make_embedder
 from streams.extraction import Extractor
 from streams.jobs import Jobs, RetryPolicy
 from streams.llm import LLMExtractor
+from streams.observe import CallObserver
 from streams.offline import OfflineExtractor
 from streams.owner import Owner
 from streams.project_config import ProjectConfig
 from streams.projects import ProjectDirectory
+from streams.runtime.lag import lags
 from streams.runtime.stage import OwnerStage
 from streams.topics import ensure_topics
 
@@ -34,10 +39,12 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT = 20.0  # seconds a starting worker waits for its first partitions
 
 
-def make_extractor(settings: Settings) -> Extractor:
+def make_extractor(settings: Settings, observer: CallObserver | None = None) -> Extractor:
     if settings.llm_base_url:
         log.info("extracting with %s at %s", settings.llm_model, settings.llm_base_url)
-        return LLMExtractor(settings.llm_base_url, settings.llm_api_key, settings.llm_model, settings.llm_timeout)
+        return LLMExtractor(
+            settings.llm_base_url, settings.llm_api_key, settings.llm_model, settings.llm_timeout, observer
+        )
     log.warning("no LLM configured (MEMSTREAM_LLM_BASE_URL): using the deterministic offline extractor")
     return OfflineExtractor()
 
@@ -54,11 +61,27 @@ class Stack:
         self._ends: dict[str, LogEnds] = {}
         self._positions: Positions | None = None
         self.directory = ProjectDirectory(settings.kafka_bootstrap, settings.topic_projects)
-        self.embedder: Embedder | None = make_embedder(settings)
+        self.metrics = Metrics()  # this stack's registry: GET /metrics on the API, or the worker's own port
+        self._metrics_runner: web.AppRunner | None = None
+        self.embedder: Embedder | None = make_embedder(settings, self.metrics)
+        self.metrics.watch(
+            lags=lambda: lags(settings),
+            projection_group=settings.projection_group,
+            dead_letters=lambda: dead_letters_by_reason(store),
+            buffers=lambda: self.stage.buffers_open() if self.stage else {},
+        )
 
     @property
     def url(self) -> str:
         return f"http://{self.settings.host}:{self.settings.port}"
+
+    @property
+    def metrics_url(self) -> str | None:
+        """The worker's own metrics endpoint, when it serves one (a worker without the API)."""
+        if self._metrics_runner is None:
+            return None
+        host, port = self._metrics_runner.addresses[0][:2]
+        return f"http://{host}:{port}/metrics"
 
     async def start(self) -> None:
         await ensure_topics(self.settings)
@@ -68,6 +91,8 @@ class Stack:
             await self.start_worker()
         if self.run_api:
             await self._start_api()
+        elif self.run_worker and self.settings.metrics_port is not None:  # with the API, its /metrics covers all
+            self._metrics_runner = await metrics.serve(self.metrics, self.settings.host, self.settings.metrics_port)
 
     async def project_known(self, project_id: str) -> bool:
         """Whether records may name ``project_id``: the root token's project, or one created."""
@@ -84,13 +109,13 @@ class Stack:
         settings = self.settings
         limits = settings.limits()
         jobs = Jobs(
-            make_extractor(settings),
+            make_extractor(settings, self.metrics),
             self.embedder,
             self.project_config,
             RetryPolicy(settings.llm_max_attempts, settings.llm_backoff),
             limits,
         )
-        self.stage = OwnerStage(settings, Owner(limits, settings.max_queued), jobs, self.project_known)
+        self.stage = OwnerStage(settings, Owner(limits, settings.max_queued), jobs, self.project_known, self.metrics)
         await self.stage.start()
         try:  # a worker that joins a group whose partitions other workers hold gets none: that is fine too
             await asyncio.wait_for(self.stage.ready.wait(), READY_TIMEOUT)
@@ -128,13 +153,15 @@ class Stack:
         consistency = Consistency(
             self._ends, self._positions, s.topic_ingest, s.topic_memory, s.topic_partitions, s.read_your_writes_timeout
         )
-        deps = Deps(s, self.store, self._producer, self._waiter, consistency, self.embedder, self.health)
+        deps = Deps(s, self.store, self._producer, self._waiter, consistency, self.embedder, self.health, self.metrics)
         app = create_app(deps, self.directory)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.settings.host, self.settings.port).start()
 
     async def stop(self) -> None:
+        if self._metrics_runner:
+            await self._metrics_runner.cleanup()
         if self._runner:
             await self._runner.cleanup()
         if self._positions:

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import time
 from typing import Any
 
 from openai import AsyncOpenAI, OpenAIError
@@ -9,6 +10,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from pydantic import ValidationError
 
 from streams.extraction import Extraction, ExtractionFailed, Usage
+from streams.observe import CallObserver, Unobserved
 from streams.profile import Profile
 from streams.project_config import ProjectConfig
 from streams.prompts import extract as prompt
@@ -26,12 +28,16 @@ class LLMExtractor:
 
     Usage is the sum over the calls that were answered, from the endpoint's ``usage`` (zero
     tokens when it reports none), under the configured model name so a project's bill groups
-    by what it chose; a failure carries the usage spent before it.
+    by what it chose; a failure carries the usage spent before it. Each call is reported to
+    ``observer`` (answered or not, its time and tokens).
     """
 
-    def __init__(self, base_url: str, api_key: str, model: str, timeout: float) -> None:
+    def __init__(
+        self, base_url: str, api_key: str, model: str, timeout: float, observer: CallObserver | None = None
+    ) -> None:
         self._client = AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0)
         self._model = model
+        self._observer = observer or Unobserved()
 
     async def extract(self, chats: list[ChatMessage], profile: Profile, config: ProjectConfig) -> Extraction:
         request = prompt.messages(chats, profile, config)
@@ -53,6 +59,7 @@ class LLMExtractor:
         raise ExtractionFailed(problem, spent)
 
     async def _complete(self, request: list[ChatCompletionMessageParam], schema: dict[str, Any]) -> tuple[str, Usage]:
+        started = time.perf_counter()
         try:
             response = await self._client.chat.completions.create(
                 model=self._model,
@@ -64,6 +71,7 @@ class LLMExtractor:
                 },
             )
         except OpenAIError as exc:
+            self._observer.llm_call(self._model, False, time.perf_counter() - started, 0, 0)
             raise ExtractionFailed(f"LLM call failed: {type(exc).__name__}: {exc}") from exc
         tokens = response.usage
         usage = Usage(
@@ -71,6 +79,9 @@ class LLMExtractor:
             calls=1,
             input_tokens=tokens.prompt_tokens if tokens else 0,
             output_tokens=tokens.completion_tokens if tokens else 0,
+        )
+        self._observer.llm_call(
+            self._model, True, time.perf_counter() - started, usage.input_tokens, usage.output_tokens
         )
         if not response.choices or response.choices[0].message.content is None:
             return "", usage

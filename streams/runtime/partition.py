@@ -22,7 +22,7 @@ one (a zombie after a rebalance) and aborts its open transaction.
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,11 +30,12 @@ from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from memstream.metrics import Metrics
 from memstream.settings import Settings
 from streams.jobs import EmbedEdit, ExtractFlush, Job, JobResult, Jobs
 from streams.memory_state import changes, restore
 from streams.owner import Owner, Parked, Step, UserMemory
-from streams.records import COMMANDS, BufferFlushed, OwnerProgress, Undecodable, encode, user_key
+from streams.records import COMMANDS, BufferFlushed, OwnerProgress, TaskFinished, Undecodable, encode, user_key
 from streams.runtime.clients import stop_within
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Batch:
     records: list["Output"] = field(default_factory=list)
     state: dict[str, bytes | None] = field(default_factory=dict)
     offset: int | None = None  # the ingest position after the last record handled
+    tasks_finished: Counter[str] = field(default_factory=Counter)  # task ids ended, by status (for metrics)
 
     def __bool__(self) -> bool:
         return bool(self.records or self.state or self.offset is not None)
@@ -98,12 +100,14 @@ class PartitionWorker:
         slots: asyncio.Semaphore,
         project_known: ProjectCheck,
         committed: CommittedOffset,
+        metrics: Metrics,
     ) -> None:
         self.partition = partition
         self._settings, self._consumer, self._owner, self._jobs = settings, consumer, owner, jobs
         self._slots = slots  # shared by every partition: the worker's cap on jobs at once
         self._project_known = project_known
         self._committed = committed
+        self._metrics = metrics
         self.tp = TopicPartition(settings.topic_ingest, partition)
         self._producer: AIOKafkaProducer | None = None
         self._users: dict[str, UserMemory] = {}
@@ -316,6 +320,9 @@ class PartitionWorker:
             )
             return False
         batch.records.extend(facts + parked)
+        for fact in step.facts:
+            if isinstance(fact, TaskFinished):
+                batch.tasks_finished[fact.status] += len(fact.task_ids)
         batch.state.update(state)
         self._users[memory.key] = memory
         if memory.window is None:
@@ -367,6 +374,8 @@ class PartitionWorker:
         await producer.commit_transaction()  # raises if a send failed; the open transaction is then
         # aborted by the next producer of this partition (``start``), which the supervisor makes
         await asyncio.gather(*sent)
+        for status, tasks in batch.tasks_finished.items():
+            self._metrics.finished(status, tasks)
         if advanced:
             self.committed_offset = offset  # type: ignore[assignment]
         self.committed_at = time.monotonic()
@@ -384,7 +393,8 @@ class PartitionWorker:
 
         async def run() -> None:
             async with self._slots:
-                result = await self._jobs.run(job)
+                with self._metrics.extraction_slot():
+                    result = await self._jobs.run(job)
             self._put(JobAnswer(user, generation, result))
 
         old = self._jobs_running.pop(user, None)
@@ -402,6 +412,9 @@ class PartitionWorker:
 
     def jobs_under_way(self) -> int:
         return len(self._jobs_running)
+
+    def buffers_open(self) -> int:
+        return len(self._windows)
 
 
 def _job_of(memory: UserMemory) -> Job:

@@ -22,6 +22,7 @@ import time
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from memstream.metrics import Metrics
 from memstream.settings import Settings
 from streams.jobs import Jobs
 from streams.owner import Owner
@@ -35,9 +36,13 @@ START_TIMEOUT = 15.0  # seconds a partition may take to fence, restore and seek
 
 
 class OwnerStage:
-    def __init__(self, settings: Settings, owner: Owner, jobs: Jobs, project_known: ProjectCheck) -> None:
+    def __init__(
+        self, settings: Settings, owner: Owner, jobs: Jobs, project_known: ProjectCheck, metrics: Metrics | None = None
+    ) -> None:
         self._settings, self._owner, self._jobs, self._project_known = settings, owner, jobs, project_known
         self.slots = asyncio.Semaphore(settings.extract_concurrency)
+        self._metrics = metrics or Metrics()
+        self._metrics.extraction_slots.set(settings.extract_concurrency)
         self._consumer = group_consumer(settings, settings.app_id, max_partition_fetch_bytes=2 * 1024 * 1024)
         self._admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
         self.partitions: dict[int, PartitionWorker] = {}
@@ -82,6 +87,10 @@ class OwnerStage:
 
     def jobs_under_way(self) -> int:
         return sum(worker.jobs_under_way() for worker in self.partitions.values())
+
+    def buffers_open(self) -> dict[int, int]:
+        """Users with an open buffer window, per partition this worker runs."""
+        return {partition: worker.buffers_open() for partition, worker in self.partitions.items()}
 
     # --- rebalances (inside aiokafka's callbacks: no waiting on the broker) ---------------------------
 
@@ -141,6 +150,7 @@ class OwnerStage:
             self.slots,
             self._project_known,
             self._committed,
+            self._metrics,
         )
         self.partitions[partition] = worker
         try:
