@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from memstream import logs
 from memstream.dead_letters import replay_dead_letters
 from memstream.projects_admin import ProjectExists, create_project
 from memstream.rebuild import RebuildRefused, rebuild
@@ -220,9 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     project_create = project_cmd.add_parser("create", help="create a project and print its token sk-<project>-<secret>")
     project_create.add_argument("name")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("aiokafka",):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.configure(Settings().log_format)
     if args.command == "dev":
         asyncio.run(dev(args))
     elif args.command == "worker":

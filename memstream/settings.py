@@ -5,6 +5,7 @@ environment itself, so tests can run several differently-configured stacks in on
 """
 
 import socket
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -113,6 +114,10 @@ class Settings(BaseSettings):
     )
     embedding_api_key: str = Field("none", description="API key for the embeddings endpoint.")
     embedding_model: str = Field("text-embedding-3-small", description="Embedding model for events and search queries.")
+
+    log_format: Literal["text", "json"] = Field(
+        "text", description="How the `memstream` command logs: text lines, or one JSON object per line."
+    )
 
     # --- API -------------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="API bind address.")
