@@ -1,10 +1,11 @@
 """The ``memstream`` command: dev (everything local, one process), worker, api, migrate, project,
-rebuild (the read models from the log), replay-dead-letters (parked flushes) and schema (the
-producers' contract)."""
+rebuild (the read models from the log), replay-dead-letters (parked flushes), schema (the
+producers' contract) and mcp (an MCP server for agents, a client of the HTTP API)."""
 
 import argparse
 import asyncio
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -193,6 +194,19 @@ def run_schema(directory: Path) -> None:
     print(f"wrote {', '.join(map(str, changed))}" if changed else f"{directory} is up to date")
 
 
+def run_mcp(args: argparse.Namespace) -> int:
+    from memstream.mcp_server import API_URL_ENV, DEFAULT_API_URL, ConfigError, read_token, run
+
+    try:
+        token = read_token(args.token_file)
+        api_url = os.environ.get(API_URL_ENV) or DEFAULT_API_URL
+        asyncio.run(run(args.transport, token, api_url, args.host, args.port))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="memstream", description="Long-term user memory over Kafka and ClickHouse.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -220,6 +234,15 @@ def main(argv: list[str] | None = None) -> None:
     project_cmd = commands.add_parser("project", help="manage projects").add_subparsers(dest="action", required=True)
     project_create = project_cmd.add_parser("create", help="create a project and print its token sk-<project>-<secret>")
     project_create.add_argument("name")
+    mcp_cmd = commands.add_parser(
+        "mcp",
+        help="an MCP server for agents, acting for one project through the HTTP API (MEMSTREAM_API_URL); "
+        "token from MEMSTREAM_MCP_TOKEN or --token-file",
+    )
+    mcp_cmd.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    mcp_cmd.add_argument("--host", default="127.0.0.1", help="http: the address to listen on")
+    mcp_cmd.add_argument("--port", type=int, default=8020, help="http: the port to listen on (endpoint /mcp)")
+    mcp_cmd.add_argument("--token-file", type=Path, help="a file holding the project token (else MEMSTREAM_MCP_TOKEN)")
     args = parser.parse_args(argv)
     logs.configure(Settings().log_format)
     if args.command == "dev":
@@ -236,6 +259,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(run_replay_dead_letters())
     elif args.command == "status":
         asyncio.run(run_status())
+    elif args.command == "mcp":
+        sys.exit(run_mcp(args))
     elif args.command == "schema":
         run_schema(args.out)
     else:
