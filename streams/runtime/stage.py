@@ -50,7 +50,7 @@ class OwnerStage:
         self._waiting_since: dict[int, float] = {}  # assigned partitions without a running worker, and since when
         self._changed = asyncio.Event()
         self.ready = asyncio.Event()  # set once every partition of an assignment is running
-        self._fetcher: asyncio.Task[None] | None = None
+        self._fetch_task: asyncio.Task[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # revokes and starts change ``partitions`` one at a time
         self.stopped_with: BaseException | None = None
@@ -59,14 +59,16 @@ class OwnerStage:
         await self._admin.start()
         await self._consumer.start()
         self._consumer.subscribe([self._settings.topic_ingest], listener=_Listener(self))
-        self._fetcher = asyncio.create_task(self._fetch(), name="owner-fetch")
+        self._fetch_task = asyncio.create_task(self._fetch(), name="owner-fetch")
         self._supervisor = asyncio.create_task(self._supervise(), name="owner-supervisor")
 
     async def stop(self) -> None:
-        for task in (self._supervisor, self._fetcher):
+        for task in (self._supervisor, self._fetch_task):
             if task is not None:
                 task.cancel()
-        await asyncio.gather(*(t for t in (self._supervisor, self._fetcher) if t is not None), return_exceptions=True)
+        await asyncio.gather(
+            *(t for t in (self._supervisor, self._fetch_task) if t is not None), return_exceptions=True
+        )
         async with self._lock:  # no more records come: let the jobs under way finish and commit
             await asyncio.gather(*(worker.stop(self._settings.shutdown_grace) for worker in self.partitions.values()))
             self.partitions.clear()
@@ -77,7 +79,7 @@ class OwnerStage:
         """Why the stage is not processing, or None when it is."""
         if self.stopped_with is not None:
             return f"the owner stage stopped: {type(self.stopped_with).__name__}: {self.stopped_with}"
-        if any(task is None or task.done() for task in (self._fetcher, self._supervisor)):
+        if any(task is None or task.done() for task in (self._fetch_task, self._supervisor)):
             return "the owner stage is not running"
         now = time.monotonic()
         waiting = sorted(p for p, since in self._waiting_since.items() if now - since >= self._settings.health_grace)
