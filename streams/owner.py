@@ -129,6 +129,12 @@ class _Stating:
         self.step.facts.append(stamped)
         return stamped
 
+    def stated(self, kind: type[FactT], cause: Record, record_id: str, **fields: Any) -> FactT:
+        """State a ``kind`` fact of ``cause``'s user, with the id ``record_id`` (derived from the cause)."""
+        return self.state(
+            kind(project_id=cause.project_id, user_id=cause.user_id, record_id=record_id, seq=0, **fields)
+        )
+
     def change_slots(self, changes: Iterable[ProfileSlotChanged]) -> None:
         slots = self.memory.slots
         for change in changes:
@@ -136,33 +142,27 @@ class _Stating:
         self.update(slots=slots)
 
     def applied(self, edit: Record, outcome: str, reason: str = "", profile_ids: list[str] | None = None) -> None:
-        self.state(
-            EditApplied(
-                project_id=edit.project_id,
-                user_id=edit.user_id,
-                record_id=derived_id(edit.record_id, "applied"),
-                seq=0,
-                edit_id=edit.record_id,
-                outcome=outcome,
-                reason=reason,
-                profile_ids=profile_ids or [],
-            )
+        self.stated(
+            EditApplied,
+            edit,
+            derived_id(edit.record_id, "applied"),
+            edit_id=edit.record_id,
+            outcome=outcome,
+            reason=reason,
+            profile_ids=profile_ids or [],
         )
 
     def finish(self, cause: Record, flush_id: str, task_ids: list[str], blob_ids: list[str], **outcome: object) -> None:
-        self.state(
-            TaskFinished(
-                project_id=cause.project_id,
-                user_id=cause.user_id,
-                record_id=derived_id(flush_id, "finished"),
-                seq=0,
-                flush_id=flush_id,
-                blob_type=getattr(cause, "blob_type", "chat"),
-                task_ids=task_ids,
-                blob_ids=blob_ids,
-                status=outcome.pop("status", "completed"),
-                **outcome,
-            )
+        self.stated(
+            TaskFinished,
+            cause,
+            derived_id(flush_id, "finished"),
+            flush_id=flush_id,
+            blob_type=getattr(cause, "blob_type", "chat"),
+            task_ids=task_ids,
+            blob_ids=blob_ids,
+            status=outcome.pop("status", "completed"),
+            **outcome,
         )
 
 
@@ -212,14 +212,7 @@ class Owner:
             case UserDeleted():
                 void = bool(memory.queue) and memory.running
                 s.step.memory = UserMemory(memory.project_id, memory.user_id, seq=memory.seq)
-                s.state(
-                    UserForgotten(
-                        project_id=command.project_id,
-                        user_id=command.user_id,
-                        record_id=derived_id(command.record_id, "forgotten"),
-                        seq=0,
-                    )
-                )
+                s.stated(UserForgotten, command, derived_id(command.record_id, "forgotten"))
                 s.step.void_job = void
                 return s.step
             case BlobInserted():
@@ -297,16 +290,7 @@ class Owner:
 
     def _store_user(self, s: _Stating, cause: Record, data: dict[str, object]) -> None:
         created = s.memory.created_at or cause.occurred_at
-        s.state(
-            UserStored(
-                project_id=cause.project_id,
-                user_id=cause.user_id,
-                record_id=derived_id(cause.record_id, "user"),
-                seq=0,
-                data=data,
-                created_at=created,
-            )
-        )
+        s.stated(UserStored, cause, derived_id(cause.record_id, "user"), data=data, created_at=created)
         s.update(created_at=created)
 
     def _store_user_if_new(self, s: _Stating, cause: Record) -> None:
@@ -339,15 +323,7 @@ class Owner:
             self._closed(s, close(full, blob.project_id, blob.user_id, flush_id_for(full, "size"), "size"))
 
     def _drop_blob(self, s: _Stating, command: BlobDeleted) -> None:
-        s.state(
-            BlobDropped(
-                project_id=command.project_id,
-                user_id=command.user_id,
-                record_id=derived_id(command.record_id, "dropped"),
-                seq=0,
-                blob_id=command.blob_id,
-            )
-        )
+        s.stated(BlobDropped, command, derived_id(command.record_id, "dropped"), blob_id=command.blob_id)
         memory = s.memory
         window = memory.window
         if window is not None and (gone := next((b for b in window.blobs if b.blob_id == command.blob_id), None)):
@@ -387,18 +363,15 @@ class Owner:
             s.finish(request, request.task_id, [request.task_id], [])
 
     def _closed(self, s: _Stating, flushed: BufferFlushed) -> None:
-        s.state(
-            BufferClosed(
-                project_id=flushed.project_id,
-                user_id=flushed.user_id,
-                record_id=derived_id(flushed.flush_id, "closed", str(s.memory.seq)),
-                seq=0,
-                flush_id=flushed.flush_id,
-                blob_type=flushed.blob_type,
-                reason=flushed.reason,
-                blob_ids=[b.blob_id for b in flushed.blobs],
-                task_ids=flushed.task_ids,
-            )
+        s.stated(
+            BufferClosed,
+            flushed,
+            derived_id(flushed.flush_id, "closed", str(s.memory.seq)),
+            flush_id=flushed.flush_id,
+            blob_type=flushed.blob_type,
+            reason=flushed.reason,
+            blob_ids=[b.blob_id for b in flushed.blobs],
+            task_ids=flushed.task_ids,
         )
         s.update(queue=(*s.memory.queue, flushed))
 
@@ -430,15 +403,12 @@ class Owner:
                         f"no slot {head.profile_id} to {head.op}" if head.profile_id else "nothing to write",
                     )
             elif isinstance(head, EventDeleted):
-                s.state(
-                    EventDropped(
-                        project_id=head.project_id,
-                        user_id=head.user_id,
-                        record_id=derived_id(head.record_id, "dropped"),
-                        seq=0,
-                        event_id=head.event_id,
-                        gist_ids=head.gist_ids,
-                    )
+                s.stated(
+                    EventDropped,
+                    head,
+                    derived_id(head.record_id, "dropped"),
+                    event_id=head.event_id,
+                    gist_ids=head.gist_ids,
                 )
                 s.applied(head, "applied")
             else:
@@ -448,15 +418,12 @@ class Owner:
     def _flush_done(self, s: _Stating, flushed: BufferFlushed, result: JobResult) -> None:
         spent = result.usage if isinstance(result, (Extracted, JobFailed)) else None
         if spent is not None and spent.calls:
-            s.state(
-                UsageRecorded(
-                    project_id=flushed.project_id,
-                    user_id=flushed.user_id,
-                    seq=0,
-                    record_id=derived_id(flushed.flush_id, "usage", str(s.memory.seq)),
-                    source_id=flushed.flush_id,
-                    **spent.model_dump(),
-                )
+            s.stated(
+                UsageRecorded,
+                flushed,
+                derived_id(flushed.flush_id, "usage", str(s.memory.seq)),
+                source_id=flushed.flush_id,
+                **spent.model_dump(),
             )
         blob_ids = [b.blob_id for b in flushed.blobs]
         if isinstance(result, Extracted):
