@@ -22,9 +22,10 @@ profile) until it fits.
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from api.token_budget import fit, line_cost
+from api.token_budget import COSTED_LINE_CHARS, COSTS_KEPT, fit, line_cost
 from streams.tokens import count_tokens, truncate_to_tokens
 
 PROFILE = "{profile_section}"
@@ -67,10 +68,20 @@ def event_line(event: Mapping[str, Any], require_summary: bool = False) -> str |
     return f"- [{event['created_at']:%Y-%m-%d %H:%M}] {text}" if text else None
 
 
+@lru_cache(maxsize=COSTS_KEPT)
+def _shortened(content: str) -> str:
+    return truncate_to_tokens(content, MESSAGE_TOKENS)
+
+
 def message_line(message: Mapping[str, Any], blob_created_at: datetime) -> str:
     who = message["role"] + (f" ({message['alias']})" if message.get("alias") else "")
     content = " ".join(message["content"].split())
-    short = truncate_to_tokens(content, MESSAGE_TOKENS)
+    if len(content) <= MESSAGE_TOKENS:  # fewer characters than the limit: fewer tokens too
+        short = content
+    elif len(content) <= COSTED_LINE_CHARS:
+        short = _shortened(content)
+    else:
+        short = truncate_to_tokens(content, MESSAGE_TOKENS)
     at = message.get("created_at") or f"{blob_created_at:%Y-%m-%d %H:%M}"
     return f"- [{at}] {who}: {short}{'…' if short != content else ''}"
 
@@ -99,9 +110,15 @@ def _fit_working(lines: list[str], room: int) -> tuple[list[str], int]:
     return (newest[::-1], used + title) if newest else ([], 0)
 
 
+@lru_cache(maxsize=64)
+def _framing(template: str) -> int:
+    """The tokens of a template with nothing in it (the default one, mostly)."""
+    return count_tokens(_render(template, [], [], []))
+
+
 def build_context(parts: ContextParts, budget: Budget, template: str = DEFAULT_TEMPLATE) -> str:
     """The context, never more than ``budget.max_tokens`` tokens ("" when even the framing does not fit)."""
-    room = budget.max_tokens - count_tokens(_render(template, [], [], []))
+    room = budget.max_tokens - _framing(template)
     if room < 0:
         return ""
     profile_share = int(room * budget.profile_ratio)

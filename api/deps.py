@@ -10,6 +10,7 @@ from api.auth import PROJECT
 from api.envelope import ApiError
 from api.positions import Consistency
 from api.producer import Producer
+from api.user_reads import UserReads
 from api.waiter import TaskWaiter, within
 from memstream.metrics import Metrics
 from memstream.settings import Settings
@@ -28,6 +29,7 @@ class Deps:
     embedder: Embedder | None  # None: search ranks by words
     health: Callable[[], list[str]]  # why the process's parts are not working; empty when they are
     metrics: Metrics  # this process's registry (GET /metrics)
+    reads: UserReads  # profile slots, newest events, unprocessed chats: hot users' from memory
 
 
 DEPS = web.AppKey("deps", Deps)

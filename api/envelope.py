@@ -57,27 +57,33 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-def _dumps(body: dict[str, Any]) -> str:
-    return json.dumps(body, default=_default, ensure_ascii=False)
+def dumps(value: Any) -> str:
+    """JSON as every answer is written (times in ISO 8601, UTF-8 as is)."""
+    return json.dumps(value, default=_default, ensure_ascii=False)
 
 
 def ok(data: Any = None, **extra: Any) -> web.Response:
-    return web.json_response({"data": data, "errno": 0, "errmsg": "", **extra}, dumps=_dumps)
+    return web.json_response({"data": data, "errno": 0, "errmsg": "", **extra}, dumps=dumps)
+
+
+def ok_encoded(data_json: str) -> web.Response:
+    """``ok(data)`` for ``data`` already encoded by ``dumps`` (an answer kept in the read cache)."""
+    return web.Response(text=f'{{"data": {data_json}, "errno": 0, "errmsg": ""}}', content_type="application/json")
 
 
 def error_response(exc: ApiError) -> web.Response:
     body = {"data": None, "errno": exc.errno, "errmsg": exc.errmsg, **exc.extra}
-    return web.json_response(body, status=exc.http_status, dumps=_dumps)
+    return web.json_response(body, status=exc.http_status, dumps=dumps)
 
 
 def memos_ok(data: Any) -> web.Response:
     """Success in MemOS's envelope."""
-    return web.json_response({"code": 0, "data": data, "message": "ok"}, dumps=_dumps)
+    return web.json_response({"code": 0, "data": data, "message": "ok"}, dumps=dumps)
 
 
 def memos_error_response(exc: ApiError) -> web.Response:
     body = {"code": exc.errno, "data": None, "message": exc.errmsg, **exc.extra}
-    return web.json_response(body, status=exc.http_status, dumps=_dumps)
+    return web.json_response(body, status=exc.http_status, dumps=dumps)
 
 
 def describe_validation(exc: ValidationError, prefix: str = "") -> str:

@@ -15,7 +15,9 @@ and which owner mark it has passed. So, in any API process:
 
 The log end at arrival comes from the broker (one request, shared by the reads that arrive while
 no such request is under way: ``LogEnds``), the positions from the progress topic, read from
-its beginning by every API process.
+its beginning by every API process. The same records name the users each memory batch wrote,
+which drops their copies in the process's read cache (``api.read_cache``) before the positions
+move.
 """
 
 import asyncio
@@ -28,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import murmur2
 
 from api.envelope import ApiError
+from api.read_cache import ReadCache
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +85,9 @@ class Positions:
     """How far ClickHouse holds each partition the projection writer reads, and the ingest position
     each memory partition's owner mark says (from the progress topic)."""
 
-    def __init__(self, bootstrap: str, progress_topic: str) -> None:
-        self._topic = progress_topic
+    def __init__(self, bootstrap: str, progress_topic: str, memory_topic: str, cache: ReadCache) -> None:
+        self._topic, self._memory_topic, self._cache = progress_topic, memory_topic, cache
+        self._next: dict[int, int] = {}  # progress partition → the offset its next record should have
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=None,
@@ -130,6 +134,10 @@ class Positions:
             moved = False
             for messages in batches.values():
                 for message in messages:
+                    if self._next.get(message.partition, message.offset) != message.offset:
+                        # compacted away (or never seen): the users it named are unknown
+                        self._cache.changed_all()
+                    self._next[message.partition] = message.offset + 1
                     try:
                         progress = json.loads(message.value)
                         points = [((progress["topic"], progress["partition"]), progress["offset"])]
@@ -139,7 +147,10 @@ class Positions:
                             )
                     except (ValueError, KeyError, TypeError):
                         log.error("unreadable progress record at %s:%d", message.partition, message.offset)
+                        self._cache.changed_all()
                         continue
+                    if progress["topic"] == self._memory_topic:
+                        self._drop_copies(progress)
                     for key, offset in points:
                         if offset > self._written[key]:
                             self._written[key] = offset
@@ -147,6 +158,14 @@ class Positions:
             if moved:
                 async with self._changed:
                     self._changed.notify_all()
+
+    def _drop_copies(self, progress: dict) -> None:
+        """Drop the copies of the users a memory batch wrote, before its position is believed."""
+        changed = progress.get("changed")
+        if isinstance(changed, list) and not progress.get("changed_all"):
+            self._cache.changed(str(key) for key in changed)
+        else:  # too many to name, a publish lost, or a writer that does not name them
+            self._cache.changed_all()
 
 
 class Consistency:

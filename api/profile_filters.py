@@ -66,7 +66,10 @@ def select_profiles(profiles: list[dict[str, Any]], spec: ProfileFilter) -> list
     for topic in spec.prefer_topics:
         rank.setdefault(_key(topic), len(rank))
     chat_words = words(" ".join(spec.chats))
-    chosen.sort(key=lambda p: (rank.get(_key(p["topic"]), len(rank)), -_relevance(p, chat_words)))
+    if rank or chat_words:
+        chosen.sort(
+            key=lambda p: (rank.get(_key(p["topic"]), len(rank)), -_relevance(p, chat_words) if chat_words else 0)
+        )
     if spec.topic_limits or spec.max_subtopic_size is not None:
         limits = {_key(t): n for t, n in spec.topic_limits.items()}
         seen: Counter[str] = Counter()

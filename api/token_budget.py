@@ -1,12 +1,24 @@
 """Packing whole lines into a token budget (cl100k, the tokenizer the buffers count with)."""
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 from streams.tokens import count_tokens
 
+# Lines a context is made of repeat from read to read (a user's slots and events), so their
+# costs are remembered: at most COSTS_KEPT lines of at most COSTED_LINE_CHARS characters each
+# (a few MB at most); longer lines are counted each time.
+COSTS_KEPT = 16_384
+COSTED_LINE_CHARS = 1_000
+
+
+@lru_cache(maxsize=COSTS_KEPT)
+def _remembered_cost(line: str) -> int:
+    return count_tokens(line + "\n")
+
 
 def line_cost(line: str) -> int:
-    return count_tokens(line + "\n")
+    return _remembered_cost(line) if len(line) <= COSTED_LINE_CHARS else count_tokens(line + "\n")
 
 
 def fit(lines: Iterable[str], budget: int) -> tuple[list[str], int]:

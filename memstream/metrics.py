@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from api.read_cache import CacheMetrics
 from streams.runtime.lag import PartitionLag
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,15 @@ class Metrics:
         self.projection_lag = gauge("projection_lag", "Records the projection writers have yet to write")
         self.dead_letters = gauge("dead_letters", "Dead letters by reason (the most frequent 50)", ("kind", "reason"))
         self.buffers_open = gauge("buffers_open", "Users with an open buffer window", ("partition",))
+        self.read_cache = CacheMetrics(
+            hits=counter("read_cache_hits", "Reads answered from the API's copy of a user's memory", ("part",)),
+            misses=counter("read_cache_misses", "Reads that asked ClickHouse", ("part",)),
+            evictions=counter(
+                "read_cache_evictions", "Copies dropped to stay within MEMSTREAM_READ_CACHE_MB", ("part",)
+            ),
+            drops=counter("read_cache_drops", "Copies dropped because the writer wrote the user again", ("part",)),
+            size=gauge("read_cache_bytes", "Estimated bytes of the copies held"),
+        )
         self.source_errors = counter("metrics_source_errors", "Scrapes whose source could not be read", ("source",))
         self._lags: LagSource | None = None
         self._projection_group = ""

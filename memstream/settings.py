@@ -138,6 +138,11 @@ class Settings(BaseSettings):
         5.0,
         description="Seconds a create/update/delete (users, profiles, events, project config) waits until readable.",
     )
+    read_cache_mb: int = Field(
+        256,
+        ge=0,
+        description="Megabytes (estimated) of hot users' profiles, newest events and unprocessed chats an API process keeps in memory; 0: none, every read asks ClickHouse.",
+    )
 
     def api_transactional_id(self) -> str:
         """The API producer's transactional id: a restarted process aborts what its previous run left open."""

@@ -14,6 +14,8 @@ from api.app import create_app
 from api.deps import Deps
 from api.positions import Consistency, LogEnds, Positions
 from api.producer import Producer
+from api.read_cache import ReadCache
+from api.user_reads import UserReads
 from api.waiter import TaskWaiter
 from memstream import metrics
 from memstream.metrics import Metrics
@@ -148,12 +150,23 @@ class Stack:
         }
         for ends in self._ends.values():
             await ends.start()
-        self._positions = Positions(s.kafka_bootstrap, s.topic_progress)
+        cache = ReadCache(s.read_cache_mb * 2**20, self.metrics.read_cache)
+        self._positions = Positions(s.kafka_bootstrap, s.topic_progress, s.topic_memory, cache)
         await self._positions.start()
         consistency = Consistency(
             self._ends, self._positions, s.topic_ingest, s.topic_memory, s.topic_partitions, s.read_your_writes_timeout
         )
-        deps = Deps(s, self.store, self._producer, self._waiter, consistency, self.embedder, self.health, self.metrics)
+        deps = Deps(
+            s,
+            self.store,
+            self._producer,
+            self._waiter,
+            consistency,
+            self.embedder,
+            self.health,
+            self.metrics,
+            UserReads(self.store, cache),
+        )
         app = create_app(deps, self.directory)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

@@ -35,12 +35,32 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
+class ColumnTypes:
+    """Each table's column types, asked once (``DESCRIBE TABLE``) and handed to every insert:
+    clickhouse-connect otherwise describes the table again before each insert, a second round
+    trip per batch and table. A column it has not seen (added by a migration) asks again."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, dict[str, str]] = {}
+
+    async def of(self, store: "Store", table: str, columns: Sequence[str]) -> list[str] | None:
+        """The types of ``columns`` of ``table``; None when the table lacks one (the insert then fails as it would)."""
+        if not self._known(table, columns):
+            self._types[table] = {row["name"]: row["type"] for row in await store.query(f"DESCRIBE TABLE {table}")}
+        return [self._types[table][c] for c in columns] if self._known(table, columns) else None
+
+    def _known(self, table: str, columns: Sequence[str]) -> bool:
+        types = self._types.get(table)
+        return types is not None and all(c in types for c in columns)
+
+
 class EmbeddedStore:
     def __init__(self, path: Path, database: str) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.database = database
         self._client = clickhouse_connect.get_client(dsn=f"chdb://{path.resolve()}")
         self._lock = threading.Lock()
+        self._types = ColumnTypes()
 
     def _locked(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
@@ -54,7 +74,10 @@ class EmbeddedStore:
         await asyncio.to_thread(self._locked, self._client.command, sql, parameters=params)
 
     async def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
-        await asyncio.to_thread(self._locked, self._client.insert, table, rows, column_names=list(columns))
+        types = await self._types.of(self, table, columns)
+        await asyncio.to_thread(
+            self._locked, self._client.insert, table, rows, column_names=list(columns), column_type_names=types
+        )
 
     async def close(self) -> None:
         await asyncio.to_thread(self._locked, self._client.close)
@@ -64,6 +87,7 @@ class ServerStore:
     def __init__(self, client: Any, database: str) -> None:
         self.database = database
         self._client = client
+        self._types = ColumnTypes()
 
     async def query(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
         try:
@@ -79,8 +103,9 @@ class ServerStore:
             raise StoreUnavailable(str(exc)) from exc
 
     async def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
+        types = await self._types.of(self, table, columns)
         try:
-            await self._client.insert(table, rows, column_names=list(columns))
+            await self._client.insert(table, rows, column_names=list(columns), column_type_names=types)
         except OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc
 

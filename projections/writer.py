@@ -33,6 +33,8 @@ from streams.records import FACTS, PROJECT_RECORDS, Codec, Undecodable
 from streams.runtime.clients import group_consumer
 
 log = logging.getLogger(__name__)
+# Most users one progress record names (~100 KB of keys); a batch that wrote more drops every copy.
+MAX_NAMED_USERS = 2000
 
 Write = Callable[[], Awaitable[None]]
 
@@ -110,6 +112,7 @@ class ProjectionWriter:
             bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
         )
         self._task: asyncio.Task[None] | None = None
+        self._unnamed: set[TopicPartition] = set()  # partitions whose last progress may not have been published
         self.records_written = 0
         self._failing_since: float | None = None
         self._last_failure = ""
@@ -187,7 +190,9 @@ class ProjectionWriter:
         which ingest position the owner had passed there): the API's read-your-writes waits on it."""
         sent = []
         for tp, messages in batch.items():
-            progress: dict[str, int | str] = {"topic": tp.topic, "partition": tp.partition, "offset": offsets[tp]}
+            progress: dict[str, object] = {"topic": tp.topic, "partition": tp.partition, "offset": offsets[tp]}
+            if tp.topic == self._settings.topic_memory:
+                progress.update(self._changed_users(tp, messages))
             marker = next(
                 (
                     m
@@ -206,7 +211,18 @@ class ProjectionWriter:
         try:
             await asyncio.gather(*sent)
         except KafkaError as exc:  # the rows are written: the next batch says it again
+            self._unnamed.update(batch)
             log.warning("projection progress not published (%s: %s)", type(exc).__name__, exc)
+        else:
+            self._unnamed.difference_update(batch)
+
+    def _changed_users(self, tp: TopicPartition, messages: list[ConsumerRecord]) -> dict[str, object]:
+        """The users (record keys ``project:user``) a memory batch wrote, for the API's read caches;
+        ``changed_all`` when there are too many to name or an earlier publish may have been lost."""
+        keys = {m.key.decode(errors="replace") for m in messages if m.key}
+        if tp in self._unnamed or len(keys) > MAX_NAMED_USERS:
+            return {"changed_all": True}
+        return {"changed": sorted(keys)}
 
     async def _write_one_by_one(self, decoded: list[tuple[ConsumerRecord, list[Op]]]) -> list[Rejected]:
         """ClickHouse refused a batch: write its records one at a time, and return those it refuses."""

@@ -9,6 +9,7 @@ search events only. ``require_event_summary=true`` leaves out events without a s
 
 import asyncio
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -18,21 +19,18 @@ from api import params
 from api.context import DEFAULT_TEMPLATE, Budget, ContextParts, build_context, check_template, event_line, message_line
 from api.deps import Deps, project_of, settled
 from api.endpoint import endpoint
-from api.envelope import invalid, ok
+from api.envelope import invalid, ok, ok_encoded
 from api.memory_params import MAX_COUNT, TopicsQuery
 from api.profile_filters import profile_line, select_profiles
 from api.query_embedding import query_embedding
-from projections.events import recent_events
-from projections.profiles import list_profiles
+from api.read_cache import Expiring
+from api.user_reads import EVENT_CANDIDATES, utc
 from projections.search import search_events
-from projections.working_memory import unprocessed_chats
 from streams.records import ChatMessage
 from streams.tokens import truncate_to_tokens
 
 routes = web.RouteTableDef()
 
-EVENT_CANDIDATES = 50  # most events considered; the budget usually cuts earlier
-WORKING_BLOBS = 20  # most unprocessed chat blobs considered for working memory
 QUERY_MESSAGES = 3  # the latest chats that make the event search query
 QUERY_TOKENS = 512
 DEFAULT_BUDGET = 1000  # tokens
@@ -78,32 +76,52 @@ async def _events(
             similarity_threshold=query.event_similarity_threshold,
             time_range_in_days=days,
         )
-    return await recent_events(
-        d.store, project, user_id, EVENT_CANDIDATES, time_range_in_days=days, need_summary=query.require_event_summary
+    return await d.reads.newest_events(
+        project, user_id, time_range_in_days=days, need_summary=query.require_event_summary
     )
 
 
 @routes.get("/api/v1/users/context/{user_id}")
 @endpoint("The memory block for a prompt: profile, events and working memory", query=ContextQuery, data=Context)
 async def get_context(request: web.Request, query: ContextQuery) -> web.Response:
+    """Without chats to search by, the answer is made of the user's copies alone and kept with
+    them (``api.user_reads``) until the user changes or its oldest event leaves the time range."""
     project, user_id = project_of(request), params.user_id(request)
     d = await settled(request, user_id)
-    budget = Budget(query.max_token_size or DEFAULT_BUDGET, query.profile_event_ratio, query.fill_window_with_events)
     template = query.customize_context_prompt
     if template and (problem := check_template(template)):
         raise invalid(f"customize_context_prompt: {problem}")
     chats = query.chats()
+
+    async def make() -> dict[str, str] | Expiring:
+        return await _context(d, project, user_id, chats, query)
+
+    if chats or query.require_event_summary:
+        made = await make()
+        return ok(made.value if isinstance(made, Expiring) else made)
+    return ok_encoded(await d.reads.answer(project, user_id, "context", query, make))
+
+
+async def _context(
+    d: Deps, project: str, user_id: str, chats: list[ChatMessage], query: ContextQuery
+) -> dict[str, str] | Expiring:
+    budget = Budget(query.max_token_size or DEFAULT_BUDGET, query.profile_event_ratio, query.fill_window_with_events)
     spec = query.profile_filter()
     if not query.full_profile_and_only_search_event:
         spec = replace(spec, chats=tuple(m.content for m in chats))
     slots, events, working = await asyncio.gather(
-        list_profiles(d.store, project, user_id),
+        d.reads.slots(project, user_id),
         _events(d, project, user_id, chats, query),
-        unprocessed_chats(d.store, project, user_id, WORKING_BLOBS),
+        d.reads.working(project, user_id),
     )
     parts = ContextParts(
         profiles=[profile_line(p) for p in select_profiles(slots, spec)],
         events=[line for e in events if (line := event_line(e, query.require_event_summary))],
         working=[message_line(m, blob["created_at"]) for blob in working for m in blob["messages"]],
     )
-    return ok({"context": build_context(parts, budget, template or DEFAULT_TEMPLATE)})
+    answer = {"context": build_context(parts, budget, query.customize_context_prompt or DEFAULT_TEMPLATE)}
+    if not events:
+        return answer
+    # the context changes when its oldest candidate event leaves the time range
+    oldest = min(utc(e["created_at"]) for e in events)
+    return Expiring(answer, (oldest + timedelta(days=query.time_range_in_days)).timestamp())

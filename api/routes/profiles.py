@@ -16,12 +16,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from api import params
 from api.deps import Deps, edit_readable, project_of, settled
 from api.endpoint import endpoint
-from api.envelope import not_found, ok
+from api.envelope import not_found, ok, ok_encoded
 from api.memory_params import MAX_COUNT, TopicsQuery
 from api.models import Id, bounded
 from api.profile_filters import select_profiles
 from projections.history import slot_history
-from projections.profiles import get_profile, list_profiles
+from projections.profiles import get_profile
 from projections.users import get_user
 from streams.records import EditApplied, ProfileEdited
 from streams.slot_changes import normalise
@@ -123,8 +123,12 @@ async def get_profile_list(request: web.Request, query: ProfileQuery) -> web.Res
         max_token_size=query.max_token_size or None,
         chats=tuple(m.content for m in query.chats()),
     )
-    rows = select_profiles(await list_profiles(d.store, project, user_id), spec)
-    return ok({"profiles": [profile_json(r) for r in rows]})
+
+    async def make() -> dict[str, list[dict]]:
+        rows = select_profiles(await d.reads.slots(project, user_id), spec)
+        return {"profiles": [profile_json(r) for r in rows]}
+
+    return ok_encoded(await d.reads.answer(project, user_id, "profile", query, make))
 
 
 async def _edit(d: Deps, record: ProfileEdited, what: str) -> EditApplied:

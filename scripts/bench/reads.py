@@ -21,28 +21,34 @@ import random
 import re
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from api.routes.context import EVENT_CANDIDATES, WORKING_BLOBS
+import aiohttp
+
+from api.user_reads import EVENT_CANDIDATES, WORKING_BLOBS
 from projections.events import recent_events
 from projections.profiles import list_profiles
 from projections.schema import migrate
 from projections.store import Row, Store, open_store
 from projections.working_memory import unprocessed_chats
 from scripts.bench import harness
-from scripts.bench.cluster import Services, with_cpu
+from scripts.bench.cluster import TOKEN, Services, with_cpu
 from scripts.bench.harness import Table, below, latency_ms
 from scripts.bench.load import ApiClient, closed_loop
 
 PROJECT = "default"
-TARGETS_MS = {"profile": 20.0, "context": 50.0}  # p95 at concurrency 16
+# At concurrency 16 over an active set: p95, and 3x the throughput of Memobase 0.0.42 on this
+# machine (607-847 profile, 202-204 context req/s, measured by hand; the read-path issue).
+TARGETS_MS = {"profile": 15.0, "context": 40.0}
+THROUGHPUT_TARGETS = {"profile": 3 * 847, "context": 3 * 204}
+COLD_TARGET_MS = 50.0  # p95 of a user's first read, at concurrency 1
+CACHE_MB = 4096  # room for every active set's copies: what is measured is a hot read, not eviction
 DAYS = 180  # the context's default time_range_in_days
-SAMPLE_USERS = 1000
 
 # A user's id from its number: a UUID spread over the key space, as real ids are.
 USER_ID = "toString(reinterpretAsUUID(sipHash128('user', {n})))"
@@ -87,10 +93,16 @@ class Sizes:
     rows_per_user: int  # profile slots and events, each
     seconds: float  # per endpoint and concurrency
     engine_samples: int
+    active: tuple[int, ...]  # sizes of the active sets (users read again and again)
+
+    @property
+    def sample_users(self) -> int:
+        """Users drawn at random: half for first reads, half for the active sets."""
+        return 2 * max(max(self.active), 1000)
 
 
-FULL = Sizes(1_000_000, 10, 10.0, 200)
-QUICK = Sizes(10_000, 10, 0.5, 20)
+FULL = Sizes(1_000_000, 10, 10.0, 200, (200, 10_000))
+QUICK = Sizes(10_000, 10, 0.5, 20, (200, 1_000))
 
 
 class Recorder:
@@ -109,7 +121,7 @@ async def read_queries(database: str, user_id: str) -> dict[str, tuple[str, dict
     """The queries behind the profile route and the context route (profile, events, working memory)."""
     recorder = Recorder(database)
     await list_profiles(recorder, PROJECT, user_id)  # type: ignore[arg-type]
-    await recent_events(recorder, PROJECT, user_id, EVENT_CANDIDATES, time_range_in_days=DAYS)  # type: ignore[arg-type]
+    await recent_events(recorder, PROJECT, user_id, EVENT_CANDIDATES)  # type: ignore[arg-type]
     await unprocessed_chats(recorder, PROJECT, user_id, WORKING_BLOBS)  # type: ignore[arg-type]
     return dict(zip(("profiles", "events", "working_memory"), recorder.queries))
 
@@ -148,7 +160,9 @@ async def seed(path: Path, database: str, sizes: Sizes) -> dict[str, Any]:
         )
         users = [
             r["user_id"]
-            for r in await store.query(f"SELECT user_id FROM {database}.users ORDER BY rand() LIMIT {SAMPLE_USERS}")
+            for r in await store.query(
+                f"SELECT user_id FROM {database}.users ORDER BY rand() LIMIT {sizes.sample_users}"
+            )
         ]
         queries = {user: await read_queries(database, user) for user in users[: sizes.engine_samples]}
         explain = {}
@@ -192,28 +206,93 @@ def summarise_plan(plan: list[str]) -> str:
     )
 
 
-async def serve_reads(services: Services, users: list[str], seconds: float) -> list[dict[str, Any]]:
+async def _cache_counts(api_url: str) -> dict[str, float]:
+    """The API process's read-cache counters, from its ``/metrics`` (hits, misses, bytes)."""
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as session:
+        async with session.get(api_url.removesuffix("/api/v1") + "/metrics") as response:
+            text = await response.text()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        for name in ("hits", "misses", "evictions", "bytes"):
+            if line.startswith(f"memstream_read_cache_{name}"):
+                counts[name] = counts.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+async def _each_once(client: ApiClient, endpoint: str, users: Sequence[str], concurrency: int) -> float:
+    """Read every user once (``concurrency`` at a time); the seconds it took."""
+    pending = iter(users)
+    clock = time.perf_counter()
+
+    async def worker() -> None:
+        for user in pending:
+            await client.request("GET", f"/users/{endpoint}/{user}")
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - clock
+
+
+async def serve_reads(services: Services, users: list[str], sizes: Sizes) -> list[dict[str, Any]]:
+    """Per endpoint: first reads of users this API process has not read (cold: ClickHouse), then
+    each active set warmed (every user read once) and read at random at concurrency 1 and 16."""
     client = ApiClient(services.urls)
+    cold, warm = users[: len(users) // 2], users[len(users) // 2 :]
+    active_sets = {f"{n:,} active": warm[:n] for n in sizes.active if n <= len(warm)}
     rows = []
     try:
         for endpoint in ("profile", "context"):
+            fresh = iter(cold)
 
-            async def read(endpoint: str = endpoint) -> bool:
-                return (await client.request("GET", f"/users/{endpoint}/{random.choice(users)}"))[0]
+            async def first_read(endpoint: str = endpoint, fresh: Iterator[str] = fresh) -> bool:
+                return (await client.request("GET", f"/users/{endpoint}/{next(fresh)}"))[0]
 
-            await closed_loop(read, 4, min(seconds, 1.0))  # warm the API process's caches
-            for concurrency in (1, 16):
-                result, cpu = await with_cpu(services, closed_loop(read, concurrency, seconds))
-                row = {
+            result, cpu = await with_cpu(services, closed_loop(first_read, 1, min(sizes.seconds, len(cold) / 200)))
+            rows.append(
+                {
                     "endpoint": f"GET /users/{endpoint}",
-                    "concurrency": concurrency,
+                    "users": "cold (first read)",
+                    "concurrency": 1,
                     **result.summary(),
                     "api_cpu": cpu["api-0_cpu"],
+                    "p95_target_ms": COLD_TARGET_MS,
+                    "met": result.errors == 0 and below(result.summary()["p95_ms"], COLD_TARGET_MS),
                 }
-                if concurrency == 16:
-                    row["p95_target_ms"] = TARGETS_MS[endpoint]
-                    row["met"] = result.errors == 0 and below(row["p95_ms"], TARGETS_MS[endpoint])
-                rows.append(row)
+            )
+            for name, active in active_sets.items():
+                warm_s = await _each_once(client, endpoint, active, 16)
+                before = await _cache_counts(services.urls[0])
+
+                async def read(endpoint: str = endpoint, active: list[str] = active) -> bool:
+                    return (await client.request("GET", f"/users/{endpoint}/{random.choice(active)}"))[0]
+
+                for concurrency in (1, 16):
+                    result, cpu = await with_cpu(services, closed_loop(read, concurrency, sizes.seconds))
+                    after = await _cache_counts(services.urls[0])
+                    looked = (after.get("hits", 0) - before.get("hits", 0)) + (
+                        after.get("misses", 0) - before.get("misses", 0)
+                    )
+                    row = {
+                        "endpoint": f"GET /users/{endpoint}",
+                        "users": name,
+                        "concurrency": concurrency,
+                        **result.summary(),
+                        "api_cpu": cpu["api-0_cpu"],
+                        "warm_s": round(warm_s, 1),
+                        "hit_rate": round((after.get("hits", 0) - before.get("hits", 0)) / looked, 3)
+                        if looked
+                        else None,
+                        "cache_mb": round(after.get("bytes", 0) / 2**20, 1),
+                    }
+                    if concurrency == 16:
+                        row["p95_target_ms"] = TARGETS_MS[endpoint]
+                        row["req_per_s_target"] = THROUGHPUT_TARGETS[endpoint]
+                        row["met"] = (
+                            result.errors == 0
+                            and below(row["p95_ms"], TARGETS_MS[endpoint])
+                            and row["req_per_s"] >= THROUGHPUT_TARGETS[endpoint]
+                        )
+                    rows.append(row)
+                    before = after
     finally:
         await client.close()
     return rows
@@ -228,8 +307,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             seeded = await asyncio.get_running_loop().run_in_executor(
                 pool, seed_in_child, workdir / "clickhouse", database, sizes
             )
-        async with Services(workdir, api=1, clickhouse_database=database) as services:
-            served = await serve_reads(services, seeded["sample_users"], sizes.seconds)
+        async with Services(workdir, api=1, clickhouse_database=database, read_cache_mb=CACHE_MB) as services:
+            served = await serve_reads(services, seeded["sample_users"], sizes)
     engine_rows = [{"query": name, **stats} for name, stats in seeded["engine_ms"].items()]
     explain_rows = [{"query": name, "reads": summarise_plan(e["plan"])} for name, e in seeded["explain"].items()]
     tables = [
@@ -242,6 +321,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             f"API reads, closed loop, {sizes.seconds:g}s each, random users of {sizes.users:,}",
             [
                 "endpoint",
+                "users",
                 "concurrency",
                 "req_per_s",
                 "p50_ms",
@@ -249,7 +329,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "p99_ms",
                 "errors",
                 "api_cpu",
+                "warm_s",
+                "hit_rate",
+                "cache_mb",
                 "p95_target_ms",
+                "req_per_s_target",
                 "met",
             ],
             served,

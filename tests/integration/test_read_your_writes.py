@@ -220,3 +220,55 @@ async def test_a_write_through_one_api_is_read_through_the_other(two_apis: tuple
         assert [r["id"] for r in (await reader.ok("GET", f"/users/profile/{user}"))["profiles"]] == [slot_id], i
         await writer.ok("DELETE", f"/users/{user}")
         assert (await errno_of(reader, "GET", f"/users/{user}"))[0] == 404, i
+
+
+async def cache_hits(api: Api) -> float:
+    """The read-cache hits an API process has counted (its ``/metrics``, root token)."""
+    async with api.session.get(
+        api.base.removesuffix("/api/v1") + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}
+    ) as r:
+        text = await r.text()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("memstream_read_cache_hits_total")
+    )
+
+
+async def test_a_cached_read_is_never_stale_after_a_write_through_either_api(two_apis: tuple[Api, Api]) -> None:
+    """Both processes hold the user's profile and context in their read caches (read twice first);
+    each write through one is in the very next read through the other."""
+    here, there = two_apis
+    hits_before = [await cache_hits(here), await cache_hits(there)]
+
+    async def warm(user: str) -> None:
+        for api in (here, there):
+            for _ in range(2):
+                await api.ok("GET", f"/users/profile/{user}")
+                await api.ok("GET", f"/users/context/{user}")
+
+    for i in range(ROUNDS):
+        writer, reader = (here, there) if i % 2 else (there, here)
+        user = (await writer.ok("POST", "/users", json={"data": {}}))["id"]
+        await warm(user)
+        slot = {"content": f"cached {i}", "attributes": {"topic": "t", "sub_topic": "s"}}
+        slot_id = (await writer.ok("POST", f"/users/profile/{user}", json=slot))["id"]
+        assert [p["content"] for p in (await reader.ok("GET", f"/users/profile/{user}"))["profiles"]] == [f"cached {i}"]
+        assert f"cached {i}" in (await reader.ok("GET", f"/users/context/{user}"))["context"]
+        await warm(user)
+        await writer.ok("PUT", f"/users/profile/{user}/{slot_id}", json={**slot, "content": f"recached {i}"})
+        profiles = (await reader.ok("GET", f"/users/profile/{user}"))["profiles"]
+        assert [p["content"] for p in profiles] == [f"recached {i}"], i
+        await warm(user)
+        await writer.ok("POST", f"/blobs/insert/{user}", json=go_chat(f"working line {i}"))
+        assert f"working line {i}" in (await reader.ok("GET", f"/users/context/{user}"))["context"], i
+        await warm(user)
+        await writer.ok("DELETE", f"/users/profile/{user}/{slot_id}")
+        assert (await reader.ok("GET", f"/users/profile/{user}"))["profiles"] == [], i
+        assert f"recached {i}" not in (await reader.ok("GET", f"/users/context/{user}"))["context"], i
+        await warm(user)
+        await writer.ok("DELETE", f"/users/{user}")
+        assert (await reader.ok("GET", f"/users/profile/{user}"))["profiles"] == [], i
+        assert f"working line {i}" not in (await reader.ok("GET", f"/users/context/{user}"))["context"], i
+    # the warm reads were answered from the copies, so the reads after each write could have been stale
+    assert await cache_hits(here) > hits_before[0] and await cache_hits(there) > hits_before[1]
