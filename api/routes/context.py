@@ -27,7 +27,7 @@ from projections.profiles import list_profiles
 from projections.search import search_events
 from projections.working_memory import unprocessed_chats
 from streams.records import ChatMessage
-from streams.tokens import truncate_to_tokens
+from streams.tokens import count_tokens, truncate_to_tokens
 
 routes = web.RouteTableDef()
 
@@ -83,9 +83,30 @@ async def _events(
     )
 
 
+class ContextTokens(BaseModel):
+    context: str
+    tokens: int = Field(description="cl100k tokens the context takes")
+    max_token_size: int = Field(description="the budget it was packed into")
+
+
 @routes.get("/api/v1/users/context/{user_id}")
 @endpoint("The memory block for a prompt: profile, events and working memory", query=ContextQuery, data=Context)
 async def get_context(request: web.Request, query: ContextQuery) -> web.Response:
+    context, _ = await user_context(request, query)
+    return ok({"context": context})
+
+
+@routes.get("/api/v1/users/context/{user_id}/tokens")
+@endpoint(
+    "The same context with its token count and budget (a Memstream extension)", query=ContextQuery, data=ContextTokens
+)
+async def get_context_tokens(request: web.Request, query: ContextQuery) -> web.Response:
+    context, budget = await user_context(request, query)
+    return ok({"context": context, "tokens": count_tokens(context), "max_token_size": budget})
+
+
+async def user_context(request: web.Request, query: ContextQuery) -> tuple[str, int]:
+    """The context ``GET /users/context`` answers, and the token budget it was packed into."""
     project, user_id = project_of(request), params.user_id(request)
     d = await settled(request, user_id)
     budget = Budget(query.max_token_size or DEFAULT_BUDGET, query.profile_event_ratio, query.fill_window_with_events)
@@ -106,4 +127,4 @@ async def get_context(request: web.Request, query: ContextQuery) -> web.Response
         events=[line for e in events if (line := event_line(e, query.require_event_summary))],
         working=[message_line(m, blob["created_at"]) for blob in working for m in blob["messages"]],
     )
-    return ok({"context": build_context(parts, budget, template or DEFAULT_TEMPLATE)})
+    return build_context(parts, budget, template or DEFAULT_TEMPLATE), budget.max_tokens
