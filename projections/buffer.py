@@ -32,6 +32,10 @@ async def flush_chats(store: Store, project_id: str, user_id: str, flush_id: str
         {"p": project_id, "u": user_id, "f": flush_id, "n": limit},
     )
     return [
-        {"blob_id": r["blob_id"], "created_at": r["created_at"], "messages": json.loads(r["blob_data"]).get("messages", [])}
+        {
+            "blob_id": r["blob_id"],
+            "created_at": r["created_at"],
+            "messages": json.loads(r["blob_data"]).get("messages", []),
+        }
         for r in rows
     ]

@@ -46,7 +46,17 @@ COLUMNS: dict[str, list[str]] = {
         "version",
         "is_deleted",
     ],
-    "buffer": ["project_id", "user_id", "blob_id", "blob_type", "status", "flush_id", "updated_at", "version", "is_deleted"],
+    "buffer": [
+        "project_id",
+        "user_id",
+        "blob_id",
+        "blob_type",
+        "status",
+        "flush_id",
+        "updated_at",
+        "version",
+        "is_deleted",
+    ],
     "profiles": [
         "project_id",
         "user_id",

@@ -72,7 +72,9 @@ async def task_status_memos(request: web.Request, body: TaskRef) -> web.Response
 
 
 @routes.get("/api/v1/users/tasks/{user_id}")
-@endpoint("The user's tasks, newest first, with status and error (a Memstream extension)", query=UserTasksQuery, data=TaskList)
+@endpoint(
+    "The user's tasks, newest first, with status and error (a Memstream extension)", query=UserTasksQuery, data=TaskList
+)
 async def user_task_list(request: web.Request, query: UserTasksQuery) -> web.Response:
     project, user_id = project_of(request), params.user_id(request)
     d = await settled(request, user_id)

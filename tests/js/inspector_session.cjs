@@ -81,6 +81,7 @@ async function session(s) {
     const before = await slotHistory(page, s.slot_content);
     got.slotBefore = before.slot;
     got.historyBefore = before.versions;
+    got.timeSliders = await page.locator("#as-of").count();
     got.working = await page.locator("#working-memory").innerText();
     got.events = await page.locator("#events").innerText();
 
@@ -129,6 +130,7 @@ async function session(s) {
     got.phoneScreenshot = path.join(s.artifacts, "inspector-user-phone.png");
     await page.screenshot({ path: got.phoneScreenshot, fullPage: true });
 
+    got.screenshotBytes = [got.screenshot, got.phoneScreenshot].map((shot) => fs.statSync(shot).size);
     got.apiCalls = apiCalls.length;
     got.unauthenticatedApiCalls = apiCalls.filter((c) => !c.auth.startsWith("Bearer ") && !c.url.endsWith("/openapi.json")).map((c) => c.url);
     got.pageErrors = pageErrors;
