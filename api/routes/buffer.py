@@ -78,11 +78,7 @@ async def buffer_status(request: web.Request, query: BufferStatusQuery) -> web.R
 
 
 @routes.get("/api/v1/users/flush/{user_id}/{flush_id}")
-@endpoint(
-    "The chat blobs one flush's window took, oldest first (a Memstream extension)",
-    query=ChatsQuery,
-    data=FlushedChats,
-)
+@endpoint("The chats a flush's window took, oldest first (a Memstream extension)", query=ChatsQuery, data=FlushedChats)
 async def flushed_chats(request: web.Request, query: ChatsQuery) -> web.Response:
     """What a flush read: the ``source_id`` of a slot change from a flush names it. Empty when the
     user has no flush of that id (a deleted blob leaves it)."""

@@ -4,7 +4,6 @@ a person's session in headless Chromium against the real stack (``tests/js/inspe
 playwright-core driving Debian's ``chromium``; ``scripts/test.sh`` installs both). The session's
 screenshots are written to ``tests/artifacts/`` (git-ignored)."""
 
-import asyncio
 import json
 import shutil
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from memstream.stack import Stack
 from scripts.scripted_llm import ScriptedLLM
 from tests.support.client import Api, chat, new_user
+from tests.support.processes import finished
 from tests.support.stack import TOKEN
 
 pytestmark = pytest.mark.stack_settings.with_args(lambda llm: {"llm_base_url": llm.base_url, "llm_max_attempts": 1})
@@ -139,20 +139,8 @@ async def session(browser_tools: str, stack: Stack, alice: dict, bob: dict) -> d
     }
     plan_file = ARTIFACTS / "inspector-session.json"
     plan_file.write_text(json.dumps(plan))
-    process = await asyncio.create_subprocess_exec(
-        NODE,
-        str(JS / "inspector_session.cjs"),
-        str(plan_file),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), SESSION_TIMEOUT)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode == 0, f"the browser session failed:\n{err.decode()}"
+    status, out, err = await finished(NODE, str(JS / "inspector_session.cjs"), str(plan_file), timeout=SESSION_TIMEOUT)
+    assert status == 0, f"the browser session failed:\n{err.decode()}"
     got = json.loads(out)
     print(f"\ninspector screenshots: {got['screenshot']} and {got['phoneScreenshot']}")
     return {**plan, **got}
