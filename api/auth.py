@@ -36,7 +36,8 @@ def auth_middleware(root_token: str, default_project: str, directory: ProjectDir
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS or inspector.is_page(request.path):
+        resource = request.match_info.route.resource  # by the route matched, so no spelling of a path can pass
+        if request.path in OPEN_PATHS or (resource is not None and inspector.is_page(resource.canonical)):
             return await handler(request)
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         memos = request.path.startswith(MEMOS_PREFIX)

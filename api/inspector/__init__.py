@@ -23,7 +23,7 @@ HEADERS = {
 
 
 def is_page(path: str) -> bool:
-    """Whether ``path`` is one of the inspector's (open) paths."""
+    """Whether ``path`` (a route's canonical path) is one of the inspector's, which are open."""
     return path == PATH or path.startswith(PATH + "/")
 
 

@@ -6,12 +6,14 @@ screenshots are written to ``tests/artifacts/`` (git-ignored)."""
 
 import json
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from memstream.projects_admin import create_project
 from memstream.stack import Stack
 from scripts.scripted_llm import ScriptedLLM
 from tests.support.client import Api, chat, new_user
@@ -135,6 +137,7 @@ async def session(browser_tools: str, stack: Stack, alice: dict, bob: dict) -> d
         "slot_content": slot["content"],
         "slot_attributes": slot["attributes"],
         "updated_content": "lives in Lyon since spring",
+        "project_token": await create_project(stack.settings, f"inspect_{uuid.uuid4().hex[:8]}"),
         "artifacts": str(ARTIFACTS),
     }
     plan_file = ARTIFACTS / "inspector-session.json"
@@ -149,6 +152,13 @@ async def session(browser_tools: str, stack: Stack, alice: dict, bob: dict) -> d
 async def test_a_wrong_token_is_refused_with_a_clear_message(session: dict) -> None:
     assert "refused" in session["refused"] and "401" in session["refused"] and "invalid token" in session["refused"]
     assert session["keptAfterRefusal"] == 0
+
+
+async def test_another_projects_token_sees_none_of_these_users_nor_the_pipeline(session: dict) -> None:
+    assert session["keptAfterSignOut"] == 0
+    assert session["projectUsers"] == "no users match"
+    assert f"user {session['user_id']} not found" in session["projectUser"]
+    assert "needs the root token" in session["projectPipeline"]
 
 
 async def test_the_token_stays_in_the_tab_never_in_a_url(session: dict) -> None:

@@ -122,6 +122,28 @@ async function session(s) {
     });
     got.pipelineRefreshed = true;
 
+    // Another project's token: none of these users, and no pipeline (it spans every project).
+    await page.click("#sign-out");
+    got.keptAfterSignOut = await page.evaluate(() => sessionStorage.length);
+    await page.fill("#token", s.project_token);
+    await page.click("#sign-in-form button[type=submit]");
+    await page.locator("#nav").waitFor({ timeout: WAIT_MS });
+    await page.goto(`${s.url}/inspector/#/users`);
+    await page.locator("#user-range").waitFor({ timeout: WAIT_MS });
+    got.projectUsers = await page.locator("#user-range").innerText();
+    await page.goto(`${s.url}/inspector/#/user/${s.user_id}`);
+    const missing = page.locator("#view .problem");
+    await missing.waitFor({ timeout: WAIT_MS });
+    got.projectUser = await missing.innerText();
+    await page.goto(`${s.url}/inspector/#/pipeline`);
+    const refusedPipeline = page.locator("#pipeline .problem");
+    await refusedPipeline.waitFor({ timeout: WAIT_MS });
+    got.projectPipeline = await refusedPipeline.innerText();
+    await page.click("#sign-out");
+    await page.fill("#token", s.token);
+    await page.click("#sign-in-form button[type=submit]");
+    await page.locator("#nav").waitFor({ timeout: WAIT_MS });
+
     // Phone width: the user page fits the screen.
     await page.setViewportSize({ width: 390, height: 844 });
     await page.goto(`${s.url}/inspector/#/user/${s.user_id}`);
