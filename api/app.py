@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from api import openapi
+from api import inspector, openapi
 from api.auth import auth_middleware
 from api.deps import DEPS, Deps
 from api.envelope import envelope_middleware
@@ -60,4 +60,5 @@ def create_app(deps: Deps, directory: ProjectDirectory) -> web.Application:
         app.add_routes(module.routes)
     app[openapi.DOCUMENT] = openapi.build_document(app)
     app.router.add_get(METRICS_PATH, metrics_endpoint)  # after the document: Prometheus text, not the API
+    inspector.add_routes(app)  # a page, not the API
     return app

@@ -2,13 +2,15 @@
 as MemOS clients send it). The root token acts for the default project; a project token
 ``sk-<project>-<secret>`` acts for its project, checked against the SHA-256 the project
 directory holds. Every handler reads the project from the request, never from input, so one
-project cannot name another's data. Healthcheck and the OpenAPI document are open."""
+project cannot name another's data. Healthcheck, the OpenAPI document and the inspector's files
+(which hold no data; the page calls the API with a token) are open."""
 
 import hmac
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from api import inspector
 from api.envelope import MEMOS_PREFIX, ApiError
 from streams.project_tokens import project_of_token, token_sha256
 from streams.projects import ProjectDirectory
@@ -34,7 +36,8 @@ def auth_middleware(root_token: str, default_project: str, directory: ProjectDir
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS:
+        resource = request.match_info.route.resource  # by the route matched, so no spelling of a path can pass
+        if request.path in OPEN_PATHS or (resource is not None and inspector.is_page(resource.canonical)):
             return await handler(request)
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         memos = request.path.startswith(MEMOS_PREFIX)

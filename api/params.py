@@ -58,6 +58,7 @@ PATH_PARAMS: dict[str, PathParam] = {
         {"type": "string", "enum": _BLOB_TYPES}, _blob_type, f"a blob type ({', '.join(_BLOB_TYPES)})"
     ),
     "task_id": PathParam({"type": "string"}, str, "a task id"),
+    "flush_id": PathParam({"type": "string"}, str, "a flush id"),
 }
 
 

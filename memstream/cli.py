@@ -81,6 +81,7 @@ async def dev(args: argparse.Namespace) -> None:
         )
         print(
             f"\nMemstream is up at {stack.url}/api/v1   token: {settings.root_token}\n"
+            f"  inspector: {stack.url}/inspector/   (sign in with the token)\n"
             f"  try: curl -H 'Authorization: Bearer {settings.root_token}' {stack.url}/api/v1/healthcheck\n",
             flush=True,
         )
@@ -99,7 +100,7 @@ async def serve(worker: bool, api: bool) -> None:
     try:
         await stack.start()
         if api:
-            print(f"Memstream API at {stack.url}/api/v1", flush=True)
+            print(f"Memstream API at {stack.url}/api/v1, inspector at {stack.url}/inspector/", flush=True)
         await _until_signalled()
     finally:
         await stack.stop()

@@ -95,3 +95,12 @@ async def gist_ids(store: Store, project_id: str, user_id: str, event_id: str) -
         scope(project_id, user_id, e=event_id),
     )
     return [row["id"] for row in rows]
+
+
+async def recent_gists(store: Store, project_id: str, user_id: str, topk: int) -> list[Row]:
+    """The newest ``topk`` live gists: ``id``, ``event_id``, ``content``, ``created_at``."""
+    return await store.query(
+        f"SELECT toString(gist_id) AS id, toString(event_id) AS event_id, content, created_at "
+        f"FROM {store.database}.event_gists FINAL WHERE {USER_SCOPE} ORDER BY created_at DESC, id LIMIT {{k:UInt32}}",
+        scope(project_id, user_id, k=topk),
+    )

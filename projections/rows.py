@@ -46,7 +46,17 @@ COLUMNS: dict[str, list[str]] = {
         "version",
         "is_deleted",
     ],
-    "buffer": ["project_id", "user_id", "blob_id", "blob_type", "status", "updated_at", "version", "is_deleted"],
+    "buffer": [
+        "project_id",
+        "user_id",
+        "blob_id",
+        "blob_type",
+        "status",
+        "flush_id",
+        "updated_at",
+        "version",
+        "is_deleted",
+    ],
     "profiles": [
         "project_id",
         "user_id",
@@ -237,16 +247,19 @@ def ops_for(record: Record) -> list[Op]:
                 Insert("tasks", (p, u, record.task_id, "running", "", "[]", at, v)),
             ]
             if record.blob_type in BUFFERED_BLOB_TYPES:
-                ops.append(Insert("buffer", (p, u, record.blob_id, record.blob_type.value, "idle", at, v, 0)))
+                ops.append(Insert("buffer", (p, u, record.blob_id, record.blob_type.value, "idle", "", at, v, 0)))
             return ops
         case BlobDropped():
             return [
                 Insert("blobs", (p, u, record.blob_id, "", "", "", at, at, v, 1)),
-                Insert("buffer", (p, u, record.blob_id, "", "", at, v, 1)),
+                Insert("buffer", (p, u, record.blob_id, "", "", "", at, v, 1)),
             ]
         case BufferClosed():
             return [
-                *(Insert("buffer", (p, u, b, record.blob_type.value, "processing", at, v, 0)) for b in record.blob_ids),
+                *(
+                    Insert("buffer", (p, u, b, record.blob_type.value, "processing", record.flush_id, at, v, 0))
+                    for b in record.blob_ids
+                ),
                 *(Insert("tasks", (p, u, t, "running", "", "[]", at, v)) for t in record.task_ids),
             ]
         case ProfileSlotChanged():
@@ -312,7 +325,10 @@ def ops_for(record: Record) -> list[Op]:
             ops = [
                 Insert("tasks", (p, u, t, record.status, record.error or "", outcomes, at, v)) for t in record.task_ids
             ]
-            ops += [Insert("buffer", (p, u, b, record.blob_type.value, status, at, v, 0)) for b in record.blob_ids]
+            ops += [
+                Insert("buffer", (p, u, b, record.blob_type.value, status, record.flush_id, at, v, 0))
+                for b in record.blob_ids
+            ]
             return ops
     raise TypeError(f"no projection for {type(record).__name__}")
 

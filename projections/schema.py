@@ -107,6 +107,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             ) ENGINE = ReplacingMergeTree(version) ORDER BY (project_id, at, dead_letter_id)""",
         ],
     ),
+    (
+        6,
+        "buffer: the flush whose window took each blob (what a slot's flush read)",
+        ["ALTER TABLE {db}.buffer ADD COLUMN IF NOT EXISTS flush_id String DEFAULT '' AFTER status"],
+    ),
 ]
 
 

@@ -1,10 +1,11 @@
 """Buffers: flush on request (optionally waiting for the extraction) and status per blob."""
 
 import uuid
+from datetime import datetime
 from typing import Literal
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api import params
 from api.deps import Deps, deps, project_of, settled
@@ -12,14 +13,34 @@ from api.endpoint import endpoint
 from api.envelope import ok
 from api.models import ChatModalResponse, Ids, WaitQuery
 from api.outcomes import task_outcome
-from projections.buffer import STATUSES, blob_ids_with_status
-from streams.records import BlobType, FlushRequested
+from projections.buffer import STATUSES, blob_ids_with_status, flush_chats
+from projections.working_memory import unprocessed_chats
+from streams.records import BUFFERED_BLOB_TYPES, BlobType, ChatMessage, FlushRequested
 
 routes = web.RouteTableDef()
 
 
 class BufferStatusQuery(BaseModel):
     status: Literal[STATUSES] = "idle"  # type: ignore[valid-type]  # Literal of the tuple's values
+
+
+class ChatsQuery(BaseModel):
+    limit: int = Field(100, ge=1, le=1000, description="most chat blobs returned")
+
+
+class ChatBlob(BaseModel):
+    blob_id: str
+    created_at: datetime
+    messages: list[ChatMessage]
+
+
+class FlushedChats(BaseModel):
+    flush_id: str
+    blobs: list[ChatBlob]
+
+
+class WorkingMemory(BaseModel):
+    blobs: list[ChatBlob]
 
 
 @routes.post("/api/v1/users/buffer/{user_id}/{blob_type}")
@@ -54,3 +75,31 @@ async def buffer_status(request: web.Request, query: BufferStatusQuery) -> web.R
     d = await settled(request, user_id)
     ids = await blob_ids_with_status(d.store, project, user_id, params.blob_type(request).value, query.status)
     return ok({"ids": ids})
+
+
+@routes.get("/api/v1/users/flush/{user_id}/{flush_id}")
+@endpoint("The chats a flush's window took, oldest first (a Memstream extension)", query=ChatsQuery, data=FlushedChats)
+async def flushed_chats(request: web.Request, query: ChatsQuery) -> web.Response:
+    """What a flush read: the ``source_id`` of a slot change from a flush names it. Empty when the
+    user has no flush of that id (a deleted blob leaves it)."""
+    project, user_id = project_of(request), params.user_id(request)
+    flush_id = params.path(request, "flush_id")
+    d = await settled(request, user_id)
+    return ok({"flush_id": flush_id, "blobs": await flush_chats(d.store, project, user_id, flush_id, query.limit)})
+
+
+@routes.get("/api/v1/users/buffer/{user_id}/{blob_type}")
+@endpoint(
+    "Working memory: the user's newest blobs not extracted yet, oldest first (a Memstream extension)",
+    query=ChatsQuery,
+    data=WorkingMemory,
+)
+async def working_memory(request: web.Request, query: ChatsQuery) -> web.Response:
+    """The chats in the open window or under extraction (what the context shows as working memory).
+    Only chats are buffered: any other type has none."""
+    project, user_id, blob_type = project_of(request), params.user_id(request), params.blob_type(request)
+    d = await settled(request, user_id)
+    if blob_type not in BUFFERED_BLOB_TYPES:
+        return ok({"blobs": []})
+    blobs = await unprocessed_chats(d.store, project, user_id, query.limit)
+    return ok({"blobs": [{k: b[k] for k in ("blob_id", "created_at", "messages")} for b in blobs]})

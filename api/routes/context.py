@@ -8,6 +8,7 @@ search events only. ``require_event_summary=true`` leaves out events without a s
 """
 
 import asyncio
+import json
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from api import params
 from api.context import DEFAULT_TEMPLATE, Budget, ContextParts, build_context, check_template, event_line, message_line
 from api.deps import Deps, project_of, settled
 from api.endpoint import endpoint
-from api.envelope import invalid, ok, ok_encoded
+from api.envelope import dumps, invalid, ok, ok_encoded
 from api.memory_params import MAX_COUNT, TopicsQuery
 from api.profile_filters import profile_line, select_profiles
 from api.query_embedding import query_embedding
@@ -27,7 +28,7 @@ from api.read_cache import Expiring
 from api.user_reads import EVENT_CANDIDATES, utc
 from projections.search import search_events
 from streams.records import ChatMessage
-from streams.tokens import truncate_to_tokens
+from streams.tokens import count_tokens, truncate_to_tokens
 
 routes = web.RouteTableDef()
 
@@ -81,11 +82,32 @@ async def _events(
     )
 
 
+class ContextTokens(BaseModel):
+    context: str
+    tokens: int = Field(description="cl100k tokens the context takes")
+    max_token_size: int = Field(description="the budget it was packed into")
+
+
 @routes.get("/api/v1/users/context/{user_id}")
 @endpoint("The memory block for a prompt: profile, events and working memory", query=ContextQuery, data=Context)
 async def get_context(request: web.Request, query: ContextQuery) -> web.Response:
-    """Without chats to search by, the answer is made of the user's copies alone and kept with
-    them (``api.user_reads``) until the user changes or its oldest event leaves the time range."""
+    return ok_encoded(await user_context(request, query))
+
+
+@routes.get("/api/v1/users/context/{user_id}/tokens")
+@endpoint(
+    "The same context with its token count and budget (a Memstream extension)", query=ContextQuery, data=ContextTokens
+)
+async def get_context_tokens(request: web.Request, query: ContextQuery) -> web.Response:
+    context = json.loads(await user_context(request, query))["context"]
+    budget = query.max_token_size or DEFAULT_BUDGET
+    return ok({"context": context, "tokens": count_tokens(context), "max_token_size": budget})
+
+
+async def user_context(request: web.Request, query: ContextQuery) -> str:
+    """What ``GET /users/context`` answers (``{"context": …}``), encoded. Without chats to search
+    by, it is made of the user's copies alone and kept with them (``api.user_reads``) until the
+    user changes or its oldest event leaves the time range."""
     project, user_id = project_of(request), params.user_id(request)
     d = await settled(request, user_id)
     template = query.customize_context_prompt
@@ -98,8 +120,8 @@ async def get_context(request: web.Request, query: ContextQuery) -> web.Response
 
     if chats or query.require_event_summary:
         made = await make()
-        return ok(made.value if isinstance(made, Expiring) else made)
-    return ok_encoded(await d.reads.answer(project, user_id, "context", query, make))
+        return dumps(made.value if isinstance(made, Expiring) else made)
+    return await d.reads.answer(project, user_id, "context", query, make)
 
 
 async def _context(

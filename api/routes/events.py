@@ -21,7 +21,7 @@ from api.endpoint import endpoint
 from api.envelope import invalid, not_found, ok
 from api.models import Event, EventList, Id, bounded
 from api.query_embedding import query_embedding
-from projections.events import event_text, events_with_tags, get_event, gist_ids, recent_events
+from projections.events import event_text, events_with_tags, get_event, gist_ids, recent_events, recent_gists
 from projections.search import Criteria, search_events, search_gists
 from projections.store import Row
 from streams.records import EventData, EventDeleted, EventEdited, EventTag, ProfileDelta
@@ -170,6 +170,21 @@ class Gist(BaseModel):
     similarity: float
 
 
+class TimelineGist(BaseModel):
+    id: str
+    event_id: str
+    gist_data: GistData
+    created_at: datetime
+
+
+class TimelineGists(BaseModel):
+    gists: list[TimelineGist]
+
+
+class GistsQuery(BaseModel):
+    topk: Topk = 100
+
+
 class FoundGists(BaseModel):
     gists: list[Gist]
     events: list[Gist] = Field(description="the same gists: Memobase's JavaScript SDK (0.0.18) reads them here")
@@ -265,3 +280,13 @@ async def search_gist(request: web.Request, query: SearchQuery) -> web.Response:
     criteria = await _criteria(d, query)
     gists = await search_gists(d.store, project, user_id, criteria)
     return ok({"gists": gists, "events": gists, "search": _mode(criteria)})
+
+
+@routes.get("/api/v1/users/event_gist/{user_id}")
+@endpoint("The user's event gists, newest first (a Memstream extension)", query=GistsQuery, data=TimelineGists)
+async def get_gists(request: web.Request, query: GistsQuery) -> web.Response:
+    """The searchable lines of the user's events without a search: what the inspector's timeline shows."""
+    project, user_id = project_of(request), params.user_id(request)
+    d = await settled(request, user_id)
+    rows = await recent_gists(d.store, project, user_id, query.topk)
+    return ok({"gists": [{**row, "gist_data": {"content": row.pop("content")}} for row in rows]})

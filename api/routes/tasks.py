@@ -4,14 +4,14 @@ from datetime import datetime
 from typing import Literal
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api import params
 from api.deps import project_of, settled
 from api.endpoint import endpoint
 from api.envelope import not_found, ok
 from api.models import ChatModalResponse
-from projections.tasks import get_task
+from projections.tasks import get_task, user_tasks
 from streams.records import FlushOutcome
 
 routes = web.RouteTableDef()
@@ -31,6 +31,14 @@ class Task(BaseModel):
     updated_at: datetime
 
 
+class UserTasksQuery(BaseModel):
+    limit: int = Field(50, ge=1, le=1000, description="most tasks returned")
+
+
+class TaskList(BaseModel):
+    tasks: list[Task]
+
+
 async def find_task(request: web.Request, task_id: str) -> dict:
     """The project's task, errno 404 when it has none of that id. A task names no user, so this
     waits for the read models to hold every partition's writes."""
@@ -41,10 +49,13 @@ async def find_task(request: web.Request, task_id: str) -> dict:
     return task
 
 
-async def task_answer(request: web.Request, task_id: str) -> web.Response:
-    task = await find_task(request, task_id)
+def task_json(task: dict) -> dict:
     results = [ChatModalResponse.of(FlushOutcome.model_validate(o)).model_dump() for o in task["results"]]
-    return ok({**task, "results": results})
+    return {**task, "results": results}
+
+
+async def task_answer(request: web.Request, task_id: str) -> web.Response:
+    return ok(task_json(await find_task(request, task_id)))
 
 
 @routes.get("/api/v1/tasks/{task_id}")
@@ -58,3 +69,13 @@ async def task_status(request: web.Request) -> web.Response:
 async def task_status_memos(request: web.Request, body: TaskRef) -> web.Response:
     """MemOS's form of the same question: ``{"task_id": …}`` in the body."""
     return await task_answer(request, body.task_id)
+
+
+@routes.get("/api/v1/users/tasks/{user_id}")
+@endpoint(
+    "The user's tasks, newest first, with status and error (a Memstream extension)", query=UserTasksQuery, data=TaskList
+)
+async def user_task_list(request: web.Request, query: UserTasksQuery) -> web.Response:
+    project, user_id = project_of(request), params.user_id(request)
+    d = await settled(request, user_id)
+    return ok({"tasks": [task_json(t) for t in await user_tasks(d.store, project, user_id, query.limit)]})

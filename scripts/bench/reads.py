@@ -82,7 +82,7 @@ SEED["blobs"] = f"""INSERT INTO {{db}}.blobs
     FROM numbers({{users}} * 2)"""
 SEED["buffer"] = f"""INSERT INTO {{db}}.buffer
     SELECT '{PROJECT}', {USER_ID.format(n="intDiv(number, 2)")}, toString(reinterpretAsUUID(sipHash128('blob', number))), 'chat',
-        if(number % 2 = 0, 'done', 'idle'), now64(3) - toIntervalSecond(number % 86400), 1, 0
+        if(number % 2 = 0, 'done', 'idle'), '', now64(3) - toIntervalSecond(number % 86400), 1, 0
     FROM numbers({{users}} * 2)"""
 TABLES = tuple(SEED)
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from scripts.bench.cluster import REPO
+from tests.support.processes import finished
 
 COMMON = {"benchmark", "quick", "started_at", "seconds", "machine", "tables"}
 KEYS = {
@@ -41,24 +42,18 @@ def _reject_constant(name: str) -> Any:
 
 
 async def _quick(name: str, out: Path) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
+    status, output, _ = await finished(
         sys.executable,
         "-m",
         f"scripts.bench.{name}",
         "--quick",
         "--out",
         str(out),
+        timeout=TIMEOUT,
         cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), TIMEOUT)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    return process.returncode or 0, output.decode(errors="replace")
+    return status, output.decode(errors="replace")
 
 
 @pytest.fixture(scope="module")

@@ -193,6 +193,9 @@ def _flow(schema: schemathesis.BaseSchema, base: str) -> set[tuple[str, str]]:
     call("GET", "/api/v1/users/buffer/capacity/{user_id}/{blob_type}", b, ready=some("ids"))
     call("POST", "/api/v1/users/buffer/{user_id}/{blob_type}", b, params={"wait_process": "true", "wait_timeout": "20"})
     call("GET", "/api/v1/tasks/{task_id}", b)
+    call("GET", "/api/v1/users/tasks/{user_id}", u, ready=some("tasks"))
+    call("GET", "/api/v1/users/buffer/{user_id}/{blob_type}", b)
+    call("GET", "/api/v1/users/flush/{user_id}/{flush_id}", {**u, "flush_id": b["task_id"]})
     call("POST", "/api/v1/get/status", json={"task_id": b["task_id"]})
     slot = {"content": "tea", "attributes": {"topic": "interest", "sub_topic": "drink"}}
     p = {**u, "profile_id": call("POST", "/api/v1/users/profile/{user_id}", u, json=slot)["id"]}
@@ -211,7 +214,9 @@ def _flow(schema: schemathesis.BaseSchema, base: str) -> set[tuple[str, str]]:
     call("GET", "/api/v1/users/event_tags/search/{user_id}", u, params={"tags": "mood"}, ready=some("events"))
     call("GET", "/api/v1/users/event/search/{user_id}", u, params={"query": "jazz"}, ready=some("events"))
     call("GET", "/api/v1/users/event_gist/search/{user_id}", u, params={"query": "jazz"}, ready=some("gists"))
+    call("GET", "/api/v1/users/event_gist/{user_id}", u, ready=some("gists"))
     call("GET", "/api/v1/users/context/{user_id}", u)
+    call("GET", "/api/v1/users/context/{user_id}/tokens", u)
     call(
         "POST",
         "/api/v1/users/profile/import/{user_id}",

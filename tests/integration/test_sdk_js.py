@@ -3,7 +3,6 @@ against Memstream: ``tests/js/sdk_session.cjs`` calls every method of its ``Memo
 ``User`` classes under Node.js, as a new user would, and prints what each returned; the tests
 check those answers. ``scripts/test.sh`` installs the package (``npm ci --prefix tests/js``)."""
 
-import asyncio
 import json
 import shutil
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 from memstream.stack import Stack
 from tests.support.client import new_user
+from tests.support.processes import finished
 from tests.support.stack import TOKEN
 
 JS = Path(__file__).parents[1] / "js"
@@ -26,22 +26,10 @@ async def session(stack: Stack) -> dict[str, Any]:
         pytest.skip("Node.js is not installed (the machines have it: /usr/bin/node)")
     assert (JS / "node_modules" / "@memobase" / "memobase").is_dir(), "run: npm ci --prefix tests/js"
     user_id = new_user()
-    process = await asyncio.create_subprocess_exec(
-        NODE,
-        str(JS / "sdk_session.cjs"),
-        stack.url,
-        TOKEN,
-        user_id,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    status, out, err = await finished(
+        NODE, str(JS / "sdk_session.cjs"), stack.url, TOKEN, user_id, timeout=SESSION_TIMEOUT
     )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), SESSION_TIMEOUT)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode == 0, f"the JS SDK session failed:\n{err.decode()}"
+    assert status == 0, f"the JS SDK session failed:\n{err.decode()}"
     return {"user_id": user_id, **json.loads(out)}
 
 

@@ -45,6 +45,8 @@ def test_a_closed_window_marks_blobs_processing_and_tasks_running() -> None:
         ("tasks", "t1", "running"),
         ("tasks", "f", "running"),
     ]
+    buffer = next(op for op in ops_for(fact) if op.table == "buffer")
+    assert buffer.row[COLUMNS["buffer"].index("flush_id")] == "f"  # what the flush read, for a slot's history
 
 
 def test_task_finished_marks_every_task_and_blob() -> None:
