@@ -22,8 +22,8 @@ from memstream.settings import Settings
 from memstream.stack import Stack
 from projections.dead_letters import dead_letters_by_reason
 from projections.replay import ReplayStats
-from projections.schema import migrate
-from projections.store import open_store
+from projections.schema import cluster_ddl, migrate
+from projections.store import Store, open_store
 from streams.runtime.lag import lags
 
 log = logging.getLogger("memstream")
@@ -35,6 +35,15 @@ async def _until_signalled() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+async def _open_store(settings: Settings) -> Store:
+    return await open_store(
+        settings.clickhouse_url,
+        settings.clickhouse_database,
+        pool_size=settings.clickhouse_pool_size,
+        cluster=settings.clickhouse_cluster,
+    )
 
 
 def _root_token(settings: Settings, data_dir: Path) -> str:
@@ -71,7 +80,7 @@ async def dev(args: argparse.Namespace) -> None:
     broker = LocalBroker(data_dir / "broker", broker_port)
     broker.start()
     log.info("local broker (noida-db) on %s, data in %s", settings.kafka_bootstrap, broker.data_dir)
-    store = await open_store(settings.clickhouse_url, settings.clickhouse_database)
+    store = await _open_store(settings)
     stack = Stack(settings, store)
     try:
         await stack.start()
@@ -95,7 +104,7 @@ async def dev(args: argparse.Namespace) -> None:
 
 async def serve(worker: bool, api: bool) -> None:
     settings = Settings()
-    store = await open_store(settings.clickhouse_url, settings.clickhouse_database)
+    store = await _open_store(settings)
     stack = Stack(settings, store, worker=worker, api=api)
     try:
         await stack.start()
@@ -107,9 +116,19 @@ async def serve(worker: bool, api: bool) -> None:
         await store.close()
 
 
+def run_print_cluster_ddl(cluster: str) -> int:
+    try:
+        statements = cluster_ddl(Settings().clickhouse_database, cluster)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("".join(f"{sql};\n\n" for sql in statements), end="")
+    return 0
+
+
 async def run_migrate() -> None:
     settings = Settings()
-    store = await open_store(settings.clickhouse_url, settings.clickhouse_database)
+    store = await _open_store(settings)
     try:
         applied = await migrate(store)
         print(f"schema up to date ({'applied ' + str(applied) if applied else 'nothing to apply'})")
@@ -136,7 +155,7 @@ class _ProgressBar:
 
 async def run_rebuild(into: str | None) -> int:
     settings = Settings()
-    store = await open_store(settings.clickhouse_url, settings.clickhouse_database)
+    store = await _open_store(settings)
     bar = _ProgressBar()
     try:
         done = await rebuild(settings, store, into, progress=bar)
@@ -166,7 +185,7 @@ async def run_replay_dead_letters() -> None:
 
 async def run_status() -> None:
     settings = Settings()
-    store = await open_store(settings.clickhouse_url, settings.clickhouse_database)
+    store = await _open_store(settings)
     try:
         for group, rows in (await lags(settings)).items():
             print(f"consumer group {group}: lag {sum(r.lag for r in rows)}")
@@ -217,7 +236,13 @@ def main(argv: list[str] | None = None) -> None:
     dev_cmd.add_argument("--data-dir", type=Path, default=Path(".memstream"))
     commands.add_parser("worker", help="the owner stage and the projection writer (external Kafka and ClickHouse)")
     commands.add_parser("api", help="the HTTP API (external Kafka and ClickHouse)")
-    commands.add_parser("migrate", help="create or upgrade the ClickHouse schema")
+    migrate_cmd = commands.add_parser("migrate", help="create or upgrade the ClickHouse schema")
+    migrate_cmd.add_argument(
+        "--print-cluster-ddl",
+        metavar="CLUSTER",
+        help="print the schema's statements for a ClickHouse cluster (replicated, sharded) and exit; "
+        "connects to nothing",
+    )
     rebuild_cmd = commands.add_parser(
         "rebuild", help="drop the read models and replay the topics into them (stop the workers first, or use --into)"
     )
@@ -264,5 +289,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(run_mcp(args))
     elif args.command == "schema":
         run_schema(args.out)
+    elif args.print_cluster_ddl:
+        sys.exit(run_print_cluster_ddl(args.print_cluster_ddl))
     else:
         asyncio.run(run_migrate())

@@ -62,6 +62,13 @@ class Settings(BaseSettings):
         description="`chdb:///abs/path` for embedded ClickHouse, or `http://user:pass@host:8123` for a server (database: below).",
     )
     clickhouse_database: str = Field("memstream", description="Database holding the read models.")
+    clickhouse_pool_size: int = Field(
+        20, ge=1, description="Most connections a process keeps open to the ClickHouse server (not for chDB)."
+    )
+    clickhouse_cluster: str | None = Field(
+        None,
+        description="ClickHouse cluster the read models are sharded and replicated over (Distributed tables); unset: one server.",
+    )
     projection_batch_size: int = Field(5000, ge=1, description="Most records one projection write takes.")
     projection_batch_wait_ms: int = Field(
         100, ge=1, description="How long the projection writer waits to fill a batch."

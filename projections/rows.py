@@ -149,7 +149,12 @@ class Insert:
 
 @dataclass(frozen=True)
 class Statement:
-    sql: str  # with ``{db}`` for the database and ``{name:Type}`` parameters
+    """A mutation of one read model."""
+
+    table: str
+    # with ``{table}`` for where it runs (``projections.cluster_schema.mutation_target``) and
+    # ``{name:Type}`` parameters
+    sql: str
     params: dict[str, Any]
 
 
@@ -221,7 +226,8 @@ def ops_for(record: Record) -> list[Op]:
         case UserForgotten():
             ops: list[Op] = [
                 Statement(
-                    f"DELETE FROM {{db}}.{table} WHERE project_id = {{p:String}} AND user_id = {{u:String}}",
+                    table,
+                    "DELETE FROM {table} WHERE project_id = {p:String} AND user_id = {u:String}",
                     {"p": p, "u": u},
                 )
                 for table in USER_TABLES

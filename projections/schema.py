@@ -4,12 +4,14 @@ Every read model is a ReplacingMergeTree keyed by deterministic ids with a ``ver
 user's rows the ``seq`` of the fact that wrote them (the owner's per-user order), for project
 rows the record's time (µs). Replaying the log rewrites the same rows instead of adding new ones,
 and ``FINAL`` reads see the latest state. Rows are ordered by
-``(project_id, user_id, …)`` because every API read is for one user of one project.
+``(project_id, user_id, …)`` because every API read is for one user of one project. On a store
+with a cluster, every statement runs in its cluster form (``projections.cluster_schema``).
 """
 
 import logging
 import re
 
+from projections.cluster_schema import on_cluster
 from projections.store import Store
 
 log = logging.getLogger(__name__)
@@ -115,21 +117,30 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
 ]
 
 
+MIGRATIONS_TABLE = (
+    f"CREATE TABLE IF NOT EXISTS {{db}}.schema_migrations (version UInt32, name String, applied_at {TIME}) "
+    "ENGINE = ReplacingMergeTree ORDER BY version"
+)
+
+
+async def _run(store: Store, statement: str) -> None:
+    """Run one schema statement, on the store's cluster when it has one (``projections.cluster_schema``)."""
+    for sql in [statement] if store.cluster is None else on_cluster(statement, store.cluster):
+        await store.command(sql)
+
+
 async def migrate(store: Store) -> list[int]:
     """Create the database and apply missing migrations; returns the versions applied now."""
     db = store.database
-    await store.command(f"CREATE DATABASE IF NOT EXISTS {db}")
-    await store.command(
-        f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, name String, applied_at {TIME}) "
-        "ENGINE = ReplacingMergeTree ORDER BY version"
-    )
+    await _run(store, f"CREATE DATABASE IF NOT EXISTS {db}")
+    await _run(store, MIGRATIONS_TABLE.format(db=db))
     done = {row["version"] for row in await store.query(f"SELECT version FROM {db}.schema_migrations")}
     applied = []
     for version, name, statements in MIGRATIONS:
         if version in done:
             continue
         for statement in statements:
-            await store.command(statement.format(db=db))
+            await _run(store, statement.format(db=db))
         await store.command(
             f"INSERT INTO {db}.schema_migrations VALUES ({{v:UInt32}}, {{n:String}}, now64(3))",
             {"v": version, "n": name},
@@ -137,6 +148,14 @@ async def migrate(store: Store) -> list[int]:
         log.info("applied migration %d: %s", version, name)
         applied.append(version)
     return applied
+
+
+def cluster_ddl(database: str, cluster: str) -> list[str]:
+    """The statements ``migrate`` runs on ``cluster`` for an empty ``database`` (without the rows
+    that record the versions applied): for review, or to apply by hand."""
+    single = [f"CREATE DATABASE IF NOT EXISTS {database}", MIGRATIONS_TABLE.format(db=database)]
+    single += [sql.format(db=database) for _, _, statements in MIGRATIONS for sql in statements]
+    return [sql for statement in single for sql in on_cluster(statement, cluster)]
 
 
 _CREATED = re.compile(r"CREATE TABLE IF NOT EXISTS \{db\}\.(\w+)")
@@ -153,5 +172,5 @@ async def drop_schema(store: Store) -> list[str]:
     dropped = [*schema_tables(), "schema_migrations"]
     for table in dropped:
         # SYNC: the name and the data are gone when this returns, so the next CREATE cannot meet them.
-        await store.command(f"DROP TABLE IF EXISTS {store.database}.{table} SYNC")
+        await _run(store, f"DROP TABLE IF EXISTS {store.database}.{table} SYNC")
     return dropped

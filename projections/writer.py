@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from memstream.settings import Settings
+from projections.cluster_schema import mutation_target
 from projections.rows import COLUMNS, Insert, Op, Statement, dead_letter_ops, ops_for
 from projections.store import Store, StoreUnavailable
 from streams.records import FACTS, PROJECT_RECORDS, Codec, Undecodable
@@ -56,7 +57,8 @@ def writes(store: Store, ops: list[Op]) -> list[Write]:
             pending[op.table].append(op.row)
         elif isinstance(op, Statement):
             flush_pending()
-            steps.append(functools.partial(store.command, op.sql.replace("{db}", store.database), op.params))
+            target = mutation_target(store.database, op.table, store.cluster)
+            steps.append(functools.partial(store.command, op.sql.replace("{table}", target), op.params))
     flush_pending()
     return steps
 

@@ -21,6 +21,8 @@ Served as ClickHouse serves it:
   so clickhouse-connect raises its usual ``DatabaseError``.
 - Optional credentials (``--user``/``--password``), by basic auth or the ``X-ClickHouse-User``/
   ``-Key`` headers or ``user``/``password`` parameters.
+- Optional server configuration (``--config-file``, read by chDB as clickhouse-local reads it):
+  clusters (``remote_servers``) and macros, for the cluster schema's tests.
 
 chDB is not thread-safe: one thread makes every engine call, in arrival order, while the event
 loop keeps accepting requests.
@@ -175,8 +177,9 @@ def _identifier(name: str) -> str:
 class Engine:
     """The chDB connection, and the database and settings it was left with. Used from one thread only."""
 
-    def __init__(self, path: Path) -> None:
-        self._conn = chdb.connect(str(path))
+    def __init__(self, path: Path, config_file: Path | None = None) -> None:
+        # A config file (clickhouse-local's --config-file) can declare clusters and macros.
+        self._conn = chdb.connect(f"file:{path}?config-file={config_file}" if config_file else str(path))
         self._database = "default"
         self._settings: dict[str, str] = {}  # what this front has SET, and not reset since
         self.version, self.timezone = self._run("SELECT version(), timezone()", "TabSeparated").bytes().decode().split()
@@ -314,14 +317,15 @@ def _credentials(request: web.Request) -> tuple[str, str]:
 class Front:
     """The HTTP side: parses requests, hands them to the engine's thread, answers like ClickHouse."""
 
-    def __init__(self, path: Path, credentials: tuple[str, str] | None) -> None:
+    def __init__(self, path: Path, credentials: tuple[str, str] | None, config_file: Path | None = None) -> None:
         self._path = path
         self._credentials = credentials
+        self._config_file = config_file
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chdb")
         self.engine: Engine | None = None
 
     async def open(self) -> None:
-        self.engine = await self._on_thread(Engine, self._path)
+        self.engine = await self._on_thread(Engine, self._path, self._config_file)
 
     async def close(self) -> None:
         if self.engine:
@@ -384,9 +388,11 @@ class Front:
             )
 
 
-async def serve(path: Path, host: str, port: int, credentials: tuple[str, str] | None = None) -> None:
+async def serve(
+    path: Path, host: str, port: int, credentials: tuple[str, str] | None = None, config_file: Path | None = None
+) -> None:
     """Serve ``path`` on ``host:port`` until SIGTERM or SIGINT."""
-    front = Front(path, credentials)
+    front = Front(path, credentials, config_file)
     runner = web.AppRunner(front.app(), access_log=None, max_line_size=MAX_URL)
     try:
         try:
@@ -412,10 +418,17 @@ class ClickHouseFront:
     """The front as a child process in its own session, stopped with SIGTERM (the shape of ``LocalBroker``)."""
 
     def __init__(
-        self, path: Path, port: int, host: str = "127.0.0.1", user: str | None = None, password: str = ""
+        self,
+        path: Path,
+        port: int,
+        host: str = "127.0.0.1",
+        user: str | None = None,
+        password: str = "",
+        config_file: Path | None = None,
     ) -> None:
         self.path, self.port, self.host = path.resolve(), port, host
         self.user, self.password = user, password
+        self.config_file = config_file
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -446,6 +459,8 @@ class ClickHouseFront:
         ]
         if self.user:
             command += ["--user", self.user, "--password", self.password]
+        if self.config_file:
+            command += ["--config-file", str(self.config_file.resolve())]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log_out:
             self._process = subprocess.Popen(
@@ -488,11 +503,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--user", help="require these credentials (default: accept any)")
     parser.add_argument("--password", default="")
+    parser.add_argument("--config-file", type=Path, help="a ClickHouse config file for chDB (clusters, macros)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.path.mkdir(parents=True, exist_ok=True)
     credentials = (args.user, args.password) if args.user else None
-    asyncio.run(serve(args.path.resolve(), args.host, args.port, credentials))
+    asyncio.run(serve(args.path.resolve(), args.host, args.port, credentials, args.config_file))
 
 
 if __name__ == "__main__":

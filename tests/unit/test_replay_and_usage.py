@@ -86,6 +86,7 @@ def test_usage_days_are_filled_with_zeros() -> None:
 
 class RecordingStore:
     database = "live"
+    cluster = None
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
