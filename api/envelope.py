@@ -49,9 +49,14 @@ def unavailable(errmsg: str) -> ApiError:
     return ApiError(503, errmsg, http_status=503)
 
 
+def utc(at: datetime) -> datetime:
+    """A time as an aware UTC time: ClickHouse hands back naive UTC times."""
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 def _default(value: Any) -> Any:
-    if isinstance(value, datetime):  # ClickHouse hands back naive UTC times
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    if isinstance(value, datetime):
+        return utc(value).isoformat()
     if isinstance(value, uuid.UUID):
         return str(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")

@@ -30,6 +30,8 @@ from typing import Any, Literal
 
 from prometheus_client import Counter, Gauge
 
+from streams.records import user_key
+
 Slot = tuple[str, str]  # (user key "project:user", part)
 
 
@@ -41,11 +43,6 @@ def footprint(value: Any) -> int:
     if isinstance(value, list | tuple):
         return sys.getsizeof(value) + sum(footprint(v) for v in value)
     return sys.getsizeof(value)
-
-
-def user_key(project_id: str, user_id: str) -> str:
-    """The key of a user's records (and of its copies here): ``project:user``."""
-    return f"{project_id}:{user_id}"
 
 
 @dataclass(frozen=True)
@@ -92,7 +89,7 @@ class ReadCache:
         """The user's ``part`` (a read model's rows, or an answer made of them): the copy, or what
         ``load`` reads from ClickHouse (kept as the copy unless the user changed while it read;
         an ``Expiring`` answer is kept until its time)."""
-        slot = (user_key(project_id, user_id), part)
+        slot = (user_key(project_id, user_id).decode(), part)  # the key of the user's records
         kind = part.partition("?")[0]
         copy = self._copies.get(slot)
         if copy is not None and (copy.until is None or time.time() < copy.until):

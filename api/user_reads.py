@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from api.envelope import dumps
+from api.envelope import dumps, utc
 from api.read_cache import Expiring, ReadCache
 from projections.events import recent_events
 from projections.profiles import list_profiles
@@ -25,11 +25,6 @@ from projections.working_memory import unprocessed_chats
 
 EVENT_CANDIDATES = 50  # most events a context considers; the budget usually cuts earlier
 WORKING_BLOBS = 20  # most unprocessed chat blobs a context considers for working memory
-
-
-def utc(at: datetime) -> datetime:
-    """A ClickHouse time as an aware UTC time (the tables keep UTC)."""
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 class UserReads:

@@ -20,12 +20,12 @@ from api import params
 from api.context import DEFAULT_TEMPLATE, Budget, ContextParts, build_context, check_template, event_line, message_line
 from api.deps import Deps, project_of, settled
 from api.endpoint import endpoint
-from api.envelope import dumps, invalid, ok, ok_encoded
+from api.envelope import dumps, invalid, ok, ok_encoded, utc
 from api.memory_params import MAX_COUNT, TopicsQuery
 from api.profile_filters import profile_line, select_profiles
 from api.query_embedding import query_embedding
 from api.read_cache import Expiring
-from api.user_reads import EVENT_CANDIDATES, utc
+from api.user_reads import EVENT_CANDIDATES
 from projections.search import search_events
 from streams.records import ChatMessage
 from streams.tokens import count_tokens, truncate_to_tokens

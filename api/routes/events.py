@@ -9,7 +9,7 @@ query fails); ``data.search`` says which ran, each item's ``similarity`` holds i
 """
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
@@ -18,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from api import params
 from api.deps import Deps, edit_readable, project_of, settled
 from api.endpoint import endpoint
-from api.envelope import invalid, not_found, ok
+from api.envelope import invalid, not_found, ok, utc
 from api.models import Event, EventList, Id, bounded
 from api.query_embedding import query_embedding
 from projections.events import event_text, events_with_tags, get_event, gist_ids, recent_events, recent_gists
@@ -103,10 +103,6 @@ def within_tokens(events: list[Row], max_tokens: int) -> list[Row]:
             break
         taken.append(event)
     return taken
-
-
-def _utc(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 async def _event_ids(request: web.Request) -> tuple[Deps, str, str, str]:
@@ -228,7 +224,7 @@ async def update_event(request: web.Request, body: EventPatch) -> web.Response:
         user_id=user_id,
         event_id=event["id"],
         event_data=merge(EventData.model_validate(event["event_data"]), body),
-        created_at=_utc(event["created_at"]),
+        created_at=utc(event["created_at"]),
         gist_ids=await gist_ids(d.store, project, user_id, event["id"]),
     )
     await edit_readable(d, bounded(record, d.settings.limits()), f"the update of event {event_id}")

@@ -38,7 +38,7 @@ Where MemOS leaves the semantics open, Memstream decides:
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
@@ -46,7 +46,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from api.deps import Deps, deps, project_of, settled
 from api.endpoint import endpoint
-from api.envelope import invalid, memos_ok
+from api.envelope import invalid, memos_ok, utc
 from api.models import ChatData, bounded, new_blob
 from api.profile_filters import words
 from api.query_embedding import query_embedding
@@ -169,7 +169,7 @@ class TaskState(BaseModel):
 
 
 def _ms(at: datetime) -> int:
-    return round((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() * 1000)
+    return round(utc(at).timestamp() * 1000)
 
 
 def _key(text: str) -> str:

@@ -34,7 +34,7 @@ from streams.records import (
     UserStored,
 )
 from tests.support.client import Api, chat, eventually, new_user
-from tests.support.stack import TOKEN
+from tests.support.stack import TOKEN, migrated_store
 
 DATABASE = "memstream_front_test"
 USER, PASSWORD = "memstream", "front: secret"
@@ -52,10 +52,8 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseFront]
 
 @pytest.fixture(scope="module")
 async def served(front: ClickHouseFront) -> AsyncIterator[Store]:
-    store = await open_store(front.url, DATABASE)
-    await migrate(store)
-    yield store
-    await store.close()
+    async with migrated_store(front.url, DATABASE) as store:
+        yield store
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import pytest
 from projections.cluster_schema import PER_USER, SUFFIX, mutation_target
 from projections.profiles import list_profiles
 from projections.rows import USER_TABLES, ops_for
-from projections.schema import cluster_ddl, migrate, schema_tables
+from projections.schema import cluster_ddl, schema_tables
 from projections.search import Criteria, search_gists
 from projections.store import Store, StoreUnavailable, open_store
 from projections.tasks import get_task
@@ -44,6 +44,7 @@ from streams.records import (
     UserStored,
 )
 from tests.support.client import chat, new_user
+from tests.support.stack import migrated_store
 
 CLUSTER, AWAY = "memstream_test", "memstream_away"
 SINGLE, SHARDED = "memstream_single", "memstream_sharded"
@@ -85,10 +86,8 @@ def runnable_here(sql: str) -> str:
 @pytest.fixture(scope="module")
 async def single(front: ClickHouseFront) -> AsyncIterator[Store]:
     """The single-node schema, migrated as ``memstream migrate`` does it."""
-    store = await open_store(front.url, SINGLE)
-    await migrate(store)
-    yield store
-    await store.close()
+    async with migrated_store(front.url, SINGLE) as store:
+        yield store
 
 
 @pytest.fixture(scope="module")
